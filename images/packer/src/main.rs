@@ -1,0 +1,208 @@
+//! `wasmbox-image`: packs a `.wasm` into an OCI image tarball (an OCI image
+//! layout in a tar) that `ctr images import` and registries take.
+//!
+//! ```text
+//! wasmbox-image --wasm hello.wasm --name docker.io/library/hello:latest \
+//!     --output hello.tar [--entrypoint /app.wasm] [--env NAME=value]... [--arg ARG]...
+//! ```
+//!
+//! The image has one layer, a tar holding the module at the entrypoint path,
+//! and its platform is `wasi/wasm`. Import it with
+//! `ctr images import --all-platforms hello.tar`: containerd filters out
+//! platforms other than the host's unless told otherwise.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use oci_spec::image::{
+    Arch, ConfigBuilder, Descriptor, DescriptorBuilder, ImageConfigurationBuilder,
+    ImageIndexBuilder, ImageManifestBuilder, MediaType, OciLayoutBuilder, Os, PlatformBuilder,
+    RootFsBuilder, Sha256Digest,
+};
+use sha2::{Digest as _, Sha256};
+
+const USAGE: &str = "usage: wasmbox-image --wasm FILE --name REF --output TAR \
+[--entrypoint /app.wasm] [--env NAME=value]... [--arg ARG]...";
+
+struct Options {
+    wasm: PathBuf,
+    name: String,
+    output: PathBuf,
+    entrypoint: String,
+    env: Vec<String>,
+    args: Vec<String>,
+}
+
+fn parse_args() -> Result<Options> {
+    let mut wasm = None;
+    let mut name = None;
+    let mut output = None;
+    let mut entrypoint = "/app.wasm".to_string();
+    let mut env = Vec::new();
+    let mut args = Vec::new();
+    let mut argv = std::env::args().skip(1);
+    while let Some(flag) = argv.next() {
+        if flag == "-h" || flag == "--help" {
+            println!("{USAGE}");
+            std::process::exit(0);
+        }
+        let value = argv
+            .next()
+            .with_context(|| format!("{flag} needs a value\n{USAGE}"))?;
+        match flag.as_str() {
+            "--wasm" => wasm = Some(PathBuf::from(value)),
+            "--name" => name = Some(value),
+            "--output" => output = Some(PathBuf::from(value)),
+            "--entrypoint" => entrypoint = value,
+            "--env" => {
+                if !value.contains('=') {
+                    bail!("--env {value:?} must be NAME=value");
+                }
+                env.push(value)
+            }
+            "--arg" => args.push(value),
+            other => bail!("unknown argument {other:?}\n{USAGE}"),
+        }
+    }
+    if !entrypoint.starts_with('/') {
+        bail!("--entrypoint {entrypoint:?} must be an absolute path inside the image");
+    }
+    Ok(Options {
+        wasm: wasm.with_context(|| format!("--wasm is required\n{USAGE}"))?,
+        name: name.with_context(|| format!("--name is required\n{USAGE}"))?,
+        output: output.with_context(|| format!("--output is required\n{USAGE}"))?,
+        entrypoint,
+        env,
+        args,
+    })
+}
+
+/// A blob of the image: its bytes and descriptor.
+struct Blob {
+    bytes: Vec<u8>,
+    descriptor: Descriptor,
+}
+
+fn blob(media_type: MediaType, bytes: Vec<u8>) -> Result<Blob> {
+    let digest = sha256_digest(&bytes)?;
+    let descriptor = DescriptorBuilder::default()
+        .media_type(media_type)
+        .digest(digest)
+        .size(bytes.len() as u64)
+        .build()?;
+    Ok(Blob { bytes, descriptor })
+}
+
+fn sha256_digest(bytes: &[u8]) -> Result<Sha256Digest> {
+    let hex: String = Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok(hex.parse()?)
+}
+
+/// The layer: an uncompressed tar with the module at the entrypoint path.
+fn layer_tar(wasm: &[u8], entrypoint: &str) -> Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let path = entrypoint.trim_start_matches('/');
+    let mut header = tar::Header::new_gnu();
+    header.set_size(wasm.len() as u64);
+    header.set_mode(0o755);
+    header.set_mtime(0);
+    header.set_entry_type(tar::EntryType::Regular);
+    builder.append_data(&mut header, path, wasm)?;
+    Ok(builder.into_inner()?)
+}
+
+fn main() -> Result<()> {
+    let options = parse_args()?;
+    let wasm = std::fs::read(&options.wasm)
+        .with_context(|| format!("cannot read {}", options.wasm.display()))?;
+    if !wasm.starts_with(b"\0asm") {
+        bail!("{} is not a WebAssembly binary", options.wasm.display());
+    }
+
+    let layer = blob(MediaType::ImageLayer, layer_tar(&wasm, &options.entrypoint)?)?;
+    let config = ImageConfigurationBuilder::default()
+        .os(Os::Other("wasi".to_string()))
+        .architecture(Arch::Wasm)
+        .config(
+            ConfigBuilder::default()
+                .entrypoint(vec![options.entrypoint.clone()])
+                .cmd(options.args.clone())
+                .env(options.env.clone())
+                .working_dir("/".to_string())
+                .build()?,
+        )
+        .rootfs(
+            RootFsBuilder::default()
+                .typ("layers".to_string())
+                .diff_ids(vec![layer.descriptor.digest().to_string()])
+                .build()?,
+        )
+        .build()?;
+    let config = blob(MediaType::ImageConfig, serde_json::to_vec(&config)?)?;
+    let manifest = ImageManifestBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageManifest)
+        .config(config.descriptor.clone())
+        .layers(vec![layer.descriptor.clone()])
+        .build()?;
+    let mut manifest = blob(MediaType::ImageManifest, serde_json::to_vec(&manifest)?)?;
+    manifest.descriptor.set_platform(Some(
+        PlatformBuilder::default()
+            .os(Os::Other("wasi".to_string()))
+            .architecture(Arch::Wasm)
+            .build()?,
+    ));
+    manifest.descriptor.set_annotations(Some(
+        [
+            ("io.containerd.image.name".to_string(), options.name.clone()),
+            ("org.opencontainers.image.ref.name".to_string(), options.name.clone()),
+        ]
+        .into(),
+    ));
+    let index = ImageIndexBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageIndex)
+        .manifests(vec![manifest.descriptor.clone()])
+        .build()?;
+    let layout = OciLayoutBuilder::default()
+        .image_layout_version("1.0.0".to_string())
+        .build()?;
+
+    let tmp = options.output.with_extension("tar.tmp");
+    let write = || -> Result<()> {
+        let mut out = tar::Builder::new(std::fs::File::create(&tmp)?);
+        let mut add = |path: &str, bytes: &[u8]| -> Result<()> {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(bytes.len() as u64);
+            header.set_mode(0o644);
+            header.set_mtime(0);
+            out.append_data(&mut header, path, bytes)?;
+            Ok(())
+        };
+        add("oci-layout", &serde_json::to_vec(&layout)?)?;
+        add("index.json", &serde_json::to_vec(&index)?)?;
+        for blob in [&layer, &config, &manifest] {
+            let path = format!("blobs/sha256/{}", blob.descriptor.digest().digest());
+            add(&path, &blob.bytes)?;
+        }
+        out.into_inner()?.flush()?;
+        std::fs::rename(&tmp, &options.output)?;
+        Ok(())
+    };
+    write()
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
+        .with_context(|| format!("cannot write {}", options.output.display()))?;
+    println!(
+        "{}: {} ({} bytes of wasm, platform wasi/wasm)",
+        options.output.display(),
+        options.name,
+        wasm.len()
+    );
+    Ok(())
+}

@@ -1,0 +1,67 @@
+//! The OCI side of wasmbox, with no I/O beyond reading files.
+//!
+//! - [`plan`]: the OCI runtime spec (`config.json` of a bundle) mapped onto a
+//!   [`RunPlan`], the only thing the wasm runner needs to know about a
+//!   container.
+//! - [`wasm`]: telling a WebAssembly module or component from anything else
+//!   by its bytes, with errors that say what the file is instead.
+//! - [`protocol`]: how the shim hands a plan to a runner process and learns
+//!   whether it is ready, over two pipes.
+//! - [`rootfs`]: resolving a path inside a container's rootfs the way the
+//!   container would see it, symlinks included, without escaping it.
+//!
+//! Every refusal is a typed [`PlanError`] whose message names the file or the
+//! field and says why, so that `ctr run` can show it to the user as it is.
+
+pub mod plan;
+pub mod protocol;
+pub mod rootfs;
+pub mod wasm;
+
+pub use plan::{plan_from_bundle, plan_from_spec, Preopen, RunPlan, DEFAULT_ENTRY};
+pub use wasm::{detect_wasm, WasmKind};
+
+use std::path::PathBuf;
+
+/// Why a bundle cannot be turned into a runnable plan.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("cannot read the bundle's spec {path}: {source}")]
+    ReadSpec {
+        path: PathBuf,
+        source: oci_spec::OciSpecError,
+    },
+    #[error("the spec has no process: set process.args to the .wasm file to run")]
+    NoProcess,
+    #[error("process.args is empty: its first element must name the .wasm file to run")]
+    NoArgs,
+    #[error("the spec has no root: set root.path to the container's rootfs")]
+    NoRoot,
+    #[error("process.args[0] {arg:?} has an empty function name after '#'")]
+    EmptyEntryName { arg: String },
+    #[error("entrypoint {guest_path}: no such file in the container's rootfs ({host_path})")]
+    EntrypointMissing {
+        guest_path: String,
+        host_path: PathBuf,
+    },
+    #[error("entrypoint {guest_path}: {reason}")]
+    EntrypointUnresolvable { guest_path: String, reason: String },
+    #[error("entrypoint {guest_path} ({host_path}) is not a WebAssembly module: {what}")]
+    NotWasm {
+        guest_path: String,
+        host_path: PathBuf,
+        what: String,
+    },
+    #[error("cannot read entrypoint {guest_path} ({host_path}): {source}")]
+    ReadEntrypoint {
+        guest_path: String,
+        host_path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("process.env entry {entry:?} is not of the form NAME=value")]
+    BadEnv { entry: String },
+    #[error("process.cwd {cwd:?} must be an absolute path")]
+    RelativeCwd { cwd: String },
+    #[error("process.terminal is true, but wasmbox does not support a terminal yet: run without -t/--tty")]
+    TerminalUnsupported,
+}

@@ -1,0 +1,267 @@
+//! The OCI runtime spec mapped onto a [`RunPlan`].
+//!
+//! `process.args[0]` names the `.wasm` file inside the rootfs, optionally
+//! followed by `#function` to call that export instead of `_start`; the rest
+//! of the args, `process.env` and `process.cwd` become the WASI args, env and
+//! working directory; the rootfs is preopened as `/`.
+
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::Spec;
+use serde::{Deserialize, Serialize};
+
+use crate::rootfs::{resolve_in_rootfs, ResolveError};
+use crate::wasm::{detect_wasm, WasmKind};
+use crate::PlanError;
+
+/// The function a WASI command exports as its entry point.
+pub const DEFAULT_ENTRY: &str = "_start";
+
+/// A host directory the guest sees at `guest_path`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Preopen {
+    pub host_path: PathBuf,
+    pub guest_path: String,
+    pub read_only: bool,
+}
+
+/// Everything the runner needs to run one container, and nothing else.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunPlan {
+    /// The entrypoint as the container names it, e.g. `/app.wasm`.
+    pub module_guest_path: String,
+    /// The entrypoint's path on the host, inside the rootfs.
+    pub module_host_path: PathBuf,
+    /// Module or component, from the file's bytes.
+    pub kind: WasmKind,
+    /// The exported function to call.
+    pub entry: String,
+    /// WASI argv, argv[0] being the entrypoint's container path.
+    pub args: Vec<String>,
+    /// WASI environment, in spec order.
+    pub env: Vec<(String, String)>,
+    /// The container's working directory.
+    pub cwd: String,
+    /// Directories the guest can reach; the rootfs is the first, at `/`.
+    pub preopens: Vec<Preopen>,
+}
+
+/// Reads `<bundle>/config.json` and maps it onto a plan.
+pub fn plan_from_bundle(bundle: &Path) -> Result<RunPlan, PlanError> {
+    let path = bundle.join("config.json");
+    let spec = Spec::load(&path).map_err(|source| PlanError::ReadSpec { path, source })?;
+    plan_from_spec(&spec, bundle)
+}
+
+/// Maps a spec onto a plan. `bundle` anchors a relative `root.path`.
+///
+/// This checks that the entrypoint exists inside the rootfs and is
+/// WebAssembly; whether it is a *valid* module with the wanted export is for
+/// the runner to say, since only wasmtime can tell.
+pub fn plan_from_spec(spec: &Spec, bundle: &Path) -> Result<RunPlan, PlanError> {
+    let process = spec.process().as_ref().ok_or(PlanError::NoProcess)?;
+    if process.terminal().unwrap_or(false) {
+        return Err(PlanError::TerminalUnsupported);
+    }
+    let args = process.args().as_ref().filter(|a| !a.is_empty()).ok_or(PlanError::NoArgs)?;
+    let root = spec.root().as_ref().ok_or(PlanError::NoRoot)?;
+    let rootfs = if root.path().is_absolute() {
+        root.path().clone()
+    } else {
+        bundle.join(root.path())
+    };
+
+    let (module_guest_path, entry) = split_entry(&args[0])?;
+    let module_host_path = locate_entrypoint(&rootfs, &module_guest_path)?;
+    let kind = match detect_wasm(&module_host_path) {
+        Ok(Ok(kind)) => kind,
+        Ok(Err(what)) => {
+            return Err(PlanError::NotWasm {
+                guest_path: module_guest_path,
+                host_path: module_host_path,
+                what,
+            })
+        }
+        Err(source) => {
+            return Err(PlanError::ReadEntrypoint {
+                guest_path: module_guest_path,
+                host_path: module_host_path,
+                source,
+            })
+        }
+    };
+
+    let mut wasi_args = Vec::with_capacity(args.len());
+    wasi_args.push(module_guest_path.clone());
+    wasi_args.extend(args[1..].iter().cloned());
+
+    let env = process
+        .env()
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .map(|entry| match entry.split_once('=') {
+            Some((name, value)) if !name.is_empty() => Ok((name.to_string(), value.to_string())),
+            _ => Err(PlanError::BadEnv {
+                entry: entry.clone(),
+            }),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let cwd = process.cwd().to_string_lossy().into_owned();
+    let cwd = if cwd.is_empty() { "/".to_string() } else { cwd };
+    if !cwd.starts_with('/') {
+        return Err(PlanError::RelativeCwd { cwd });
+    }
+
+    let preopens = vec![Preopen {
+        host_path: rootfs,
+        guest_path: "/".to_string(),
+        read_only: root.readonly().unwrap_or(false),
+    }];
+
+    Ok(RunPlan {
+        module_guest_path,
+        module_host_path,
+        kind,
+        entry,
+        args: wasi_args,
+        env,
+        cwd,
+        preopens,
+    })
+}
+
+/// Splits `"/app.wasm#run"` into the path and the export to call.
+fn split_entry(arg: &str) -> Result<(String, String), PlanError> {
+    match arg.rsplit_once('#') {
+        Some((_, "")) => Err(PlanError::EmptyEntryName {
+            arg: arg.to_string(),
+        }),
+        Some((path, name)) => Ok((absolute(path), name.to_string())),
+        None => Ok((absolute(arg), DEFAULT_ENTRY.to_string())),
+    }
+}
+
+/// The container resolves a relative args[0] against `/`, as runc does for
+/// an executable given with a path.
+fn absolute(path: &str) -> String {
+    if path.starts_with('/') {
+        path.to_string()
+    } else {
+        format!("/{path}")
+    }
+}
+
+fn locate_entrypoint(rootfs: &Path, guest_path: &str) -> Result<PathBuf, PlanError> {
+    match resolve_in_rootfs(rootfs, guest_path) {
+        Ok(path) => Ok(path),
+        Err(ResolveError::NotFound(host_path)) => Err(PlanError::EntrypointMissing {
+            guest_path: guest_path.to_string(),
+            host_path,
+        }),
+        Err(ResolveError::TooManyLinks) => Err(PlanError::EntrypointUnresolvable {
+            guest_path: guest_path.to_string(),
+            reason: "too many levels of symbolic links".to_string(),
+        }),
+        Err(ResolveError::Io(reason)) => Err(PlanError::EntrypointUnresolvable {
+            guest_path: guest_path.to_string(),
+            reason,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn bundle_with(config: serde_json::Value, files: &[(&str, &[u8])]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("rootfs")).unwrap();
+        for (name, bytes) in files {
+            std::fs::write(dir.path().join("rootfs").join(name), bytes).unwrap();
+        }
+        std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+        dir
+    }
+
+    fn config(args: &[&str]) -> serde_json::Value {
+        json!({
+            "ociVersion": "1.0.2",
+            "root": {"path": "rootfs", "readonly": true},
+            "process": {
+                "args": args,
+                "env": ["PATH=/bin", "GREETING=a=b"],
+                "cwd": "/work",
+                "user": {"uid": 0, "gid": 0}
+            }
+        })
+    }
+
+    const MODULE: &[u8] = b"\0asm\x01\0\0\0";
+
+    #[test]
+    fn args_env_cwd_and_rootfs_are_mapped() {
+        let dir = bundle_with(config(&["/app.wasm", "a", "b"]), &[("app.wasm", MODULE)]);
+        let plan = plan_from_bundle(dir.path()).unwrap();
+        assert_eq!(plan.module_guest_path, "/app.wasm");
+        assert_eq!(plan.module_host_path, dir.path().join("rootfs/app.wasm"));
+        assert_eq!(plan.kind, WasmKind::Module);
+        assert_eq!(plan.entry, "_start");
+        assert_eq!(plan.args, ["/app.wasm", "a", "b"]);
+        assert_eq!(
+            plan.env,
+            [("PATH".into(), "/bin".into()), ("GREETING".into(), "a=b".into())]
+        );
+        assert_eq!(plan.cwd, "/work");
+        assert_eq!(
+            plan.preopens,
+            [Preopen {
+                host_path: dir.path().join("rootfs"),
+                guest_path: "/".into(),
+                read_only: true
+            }]
+        );
+    }
+
+    #[test]
+    fn hash_names_the_export_to_call() {
+        let dir = bundle_with(config(&["app.wasm#serve"]), &[("app.wasm", MODULE)]);
+        let plan = plan_from_bundle(dir.path()).unwrap();
+        assert_eq!(plan.module_guest_path, "/app.wasm");
+        assert_eq!(plan.entry, "serve");
+        assert_eq!(plan.args[0], "/app.wasm");
+    }
+
+    #[test]
+    fn refusals_name_the_file_and_the_reason() {
+        let dir = bundle_with(
+            config(&["/bin/true"]),
+            &[("true", b"\x7fELF\x02\x01\x01\0\0\0")],
+        );
+        std::fs::create_dir(dir.path().join("rootfs/bin")).unwrap();
+        std::fs::rename(dir.path().join("rootfs/true"), dir.path().join("rootfs/bin/true")).unwrap();
+        let msg = plan_from_bundle(dir.path()).unwrap_err().to_string();
+        assert!(msg.contains("/bin/true") && msg.contains("is not a WebAssembly module"), "{msg}");
+        assert!(msg.contains("ELF"), "{msg}");
+
+        let dir = bundle_with(config(&["/missing.wasm"]), &[]);
+        let msg = plan_from_bundle(dir.path()).unwrap_err().to_string();
+        assert!(msg.contains("/missing.wasm") && msg.contains("no such file"), "{msg}");
+
+        let dir = bundle_with(config(&["/app.wasm#"]), &[("app.wasm", MODULE)]);
+        let msg = plan_from_bundle(dir.path()).unwrap_err().to_string();
+        assert!(msg.contains("empty function name"), "{msg}");
+
+        let mut bad_env = config(&["/app.wasm"]);
+        bad_env["process"]["env"] = json!(["NOEQUALS"]);
+        let dir = bundle_with(bad_env, &[("app.wasm", MODULE)]);
+        let msg = plan_from_bundle(dir.path()).unwrap_err().to_string();
+        assert!(msg.contains("process.env") && msg.contains("NOEQUALS"), "{msg}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let msg = plan_from_bundle(dir.path()).unwrap_err().to_string();
+        assert!(msg.contains("config.json"), "{msg}");
+    }
+}

@@ -1,0 +1,112 @@
+//! The pipe protocol between the shim and a runner process.
+//!
+//! The shim starts a runner at Create with two pipes:
+//! - the *control* pipe (shim → runner) carries the [`RunPlan`] as a
+//!   length-prefixed JSON document, and later one [`START`] byte when the
+//!   task is started. If the shim closes it without that byte (the task was
+//!   deleted before it started, or the shim died), the runner exits quietly.
+//! - the *status* pipe (runner → shim) carries one line once the runner has
+//!   loaded and checked the module: `ok`, or `error <message>`. Then the
+//!   runner closes it.
+//!
+//! So a bad module fails the Create call with the runner's message, and
+//! Start only has to write one byte.
+
+use std::io::{self, Read, Write};
+
+use crate::RunPlan;
+
+/// The byte that tells a prepared runner to run the guest.
+pub const START: u8 = b'S';
+
+/// Plans larger than this are refused as corrupt.
+const MAX_PLAN_BYTES: u32 = 64 << 20;
+
+/// Writes `plan` as a length-prefixed JSON document.
+pub fn write_plan(mut w: impl Write, plan: &RunPlan) -> io::Result<()> {
+    let json = serde_json::to_vec(plan).map_err(io::Error::other)?;
+    let len = u32::try_from(json.len())
+        .ok()
+        .filter(|len| *len <= MAX_PLAN_BYTES)
+        .ok_or_else(|| io::Error::other("run plan too large"))?;
+    w.write_all(&len.to_le_bytes())?;
+    w.write_all(&json)?;
+    w.flush()
+}
+
+/// Reads a plan written by [`write_plan`].
+pub fn read_plan(mut r: impl Read) -> io::Result<RunPlan> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len)?;
+    let len = u32::from_le_bytes(len);
+    if len > MAX_PLAN_BYTES {
+        return Err(io::Error::other(format!("run plan of {len} bytes is too large")));
+    }
+    let mut json = vec![0u8; len as usize];
+    r.read_exact(&mut json)?;
+    serde_json::from_slice(&json).map_err(io::Error::other)
+}
+
+/// Writes the runner's readiness: `Ok` or the reason it cannot run.
+pub fn write_status(mut w: impl Write, status: Result<(), &str>) -> io::Result<()> {
+    match status {
+        Ok(()) => w.write_all(b"ok\n")?,
+        Err(message) => {
+            // One line: newlines inside the message become spaces.
+            let message = message.replace('\n', " ");
+            w.write_all(format!("error {message}\n").as_bytes())?;
+        }
+    }
+    w.flush()
+}
+
+/// Reads what [`write_status`] wrote. A runner that closed the pipe without
+/// a status (it crashed or was killed) gives an error saying so.
+pub fn read_status(mut r: impl Read) -> io::Result<Result<(), String>> {
+    let mut line = String::new();
+    r.read_to_string(&mut line)?;
+    let line = line.trim_end();
+    Ok(match line {
+        "ok" => Ok(()),
+        _ => match line.strip_prefix("error ") {
+            Some(message) => Err(message.to_string()),
+            None if line.is_empty() => Err("the wasm runner exited before it was ready".to_string()),
+            None => Err(format!("the wasm runner answered {line:?}")),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Preopen, WasmKind};
+
+    #[test]
+    fn plan_and_status_round_trip() {
+        let plan = RunPlan {
+            module_guest_path: "/app.wasm".into(),
+            module_host_path: "/b/rootfs/app.wasm".into(),
+            kind: WasmKind::Module,
+            entry: "_start".into(),
+            args: vec!["/app.wasm".into(), "x".into()],
+            env: vec![("A".into(), "1".into())],
+            cwd: "/".into(),
+            preopens: vec![Preopen {
+                host_path: "/b/rootfs".into(),
+                guest_path: "/".into(),
+                read_only: false,
+            }],
+        };
+        let mut buf = Vec::new();
+        write_plan(&mut buf, &plan).unwrap();
+        assert_eq!(read_plan(&buf[..]).unwrap(), plan);
+
+        let mut buf = Vec::new();
+        write_status(&mut buf, Err("bad\nmodule")).unwrap();
+        assert_eq!(read_status(&buf[..]).unwrap(), Err("bad module".to_string()));
+        let mut buf = Vec::new();
+        write_status(&mut buf, Ok(())).unwrap();
+        assert_eq!(read_status(&buf[..]).unwrap(), Ok(()));
+        assert!(read_status(&b""[..]).unwrap().unwrap_err().contains("exited before"));
+    }
+}

@@ -1,0 +1,102 @@
+//! `wasmbox-runner`: the process that runs one container's guest.
+//!
+//! The shim starts it at Create as
+//! `wasmbox-runner --id ID --control-fd N --status-fd M`, with the
+//! container's stdio on fds 0-2. It reads the plan from the control pipe,
+//! prepares the guest (the module comes from the compiled cache when it can),
+//! reports `ok` or the error on the status pipe, then waits for the start
+//! byte and runs the guest. Its exit code is the task's exit code; see
+//! `wasmbox_runtime::guest` for the list.
+
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::{FromRawFd, RawFd};
+use std::process::ExitCode;
+
+use wasmbox_oci::protocol::{read_plan, write_status, START};
+use wasmbox_runtime::cache::ModuleCache;
+use wasmbox_runtime::engine::new_engine;
+use wasmbox_runtime::PreparedGuest;
+
+/// Exit code when the runner itself cannot work (bad invocation, broken pipe).
+const RUNNER_FAILURE: u8 = 125;
+
+struct Args {
+    control_fd: RawFd,
+    status_fd: RawFd,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut control_fd = None;
+    let mut status_fd = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            // The id is there for `ps` and for tests that look for leftovers.
+            "--id" => {
+                value()?;
+            }
+            "--control-fd" => control_fd = Some(parse_fd(&value()?)?),
+            "--status-fd" => status_fd = Some(parse_fd(&value()?)?),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(Args {
+        control_fd: control_fd.ok_or("--control-fd is required")?,
+        status_fd: status_fd.ok_or("--status-fd is required")?,
+    })
+}
+
+fn parse_fd(text: &str) -> Result<RawFd, String> {
+    text.parse::<RawFd>()
+        .ok()
+        .filter(|fd| *fd > 2)
+        .ok_or_else(|| format!("{text:?} is not a file descriptor above 2"))
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("wasmbox-runner: {e}; it is started by containerd-shim-wasmbox-v1, not by hand");
+            return ExitCode::from(RUNNER_FAILURE);
+        }
+    };
+    // SAFETY: the shim passes these two descriptors, open and unused by
+    // anything else in this process, and they are owned from here on.
+    let mut control = unsafe { File::from_raw_fd(args.control_fd) };
+    let status = unsafe { File::from_raw_fd(args.status_fd) };
+
+    let prepared = read_plan(&mut control)
+        .map_err(|e| format!("cannot read the run plan from the shim: {e}"))
+        .and_then(|plan| {
+            let engine = new_engine().map_err(|e| e.to_string())?;
+            PreparedGuest::prepare(&engine, &ModuleCache::from_env(), &plan)
+                .map_err(|e| e.to_string())
+        });
+    let guest = match prepared {
+        Ok(guest) => {
+            if write_status(status, Ok(())).is_err() {
+                return ExitCode::from(RUNNER_FAILURE);
+            }
+            guest
+        }
+        Err(message) => {
+            let _ = write_status(status, Err(&message));
+            return ExitCode::from(RUNNER_FAILURE);
+        }
+    };
+
+    let mut byte = [0u8; 1];
+    match control.read(&mut byte) {
+        Ok(1) if byte[0] == START => {}
+        // Closed without a start: the task was deleted before it started.
+        _ => return ExitCode::SUCCESS,
+    }
+    drop(control);
+
+    let code = guest.run().exit_code();
+    // Exit codes are 8 bits; proc_exit's i32 is truncated as the kernel would.
+    std::process::exit(code)
+}

@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# Starts or stops a private containerd: its own root, state dir, sockets and
+# config under DIR, with wasmbox's shim on its PATH. It never touches the
+# machine's own containerd.
+#
+#   scripts/private-containerd.sh start DIR [2.1|1.7|1.6]
+#   scripts/private-containerd.sh stop DIR
+#
+# `start` returns once containerd answers `ctr version` (or fails after 30 s
+# with its log), and leaves DIR/env with the variables to reach it:
+#   CONTAINERD_ADDRESS, CTR (the matching ctr), CONTAINERD_BIN_DIR.
+# WASMBOX_BIN_DIR (default: target/release of this repo) is where the shim
+# and runner are taken from; WASMBOX_CACHE_DIR defaults to DIR/wasm-cache.
+set -euo pipefail
+
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+action="${1:?usage: $0 start|stop DIR [version]}"
+dir="${2:?usage: $0 start|stop DIR [version]}"
+mkdir -p "$dir"
+dir="$(cd "$dir" && pwd)"
+
+stop() {
+  if [[ -f "$dir/containerd.pid" ]]; then
+    local pid
+    pid="$(cat "$dir/containerd.pid")"
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+    rm -f "$dir/containerd.pid"
+  fi
+  # Shims outlive containerd by design; ours are recognised by our address.
+  # Runners of this containerd use its cache dir.
+  local p cmdline
+  for p in /proc/[0-9]*; do
+    cmdline="$(tr '\0' ' ' 2>/dev/null < "$p/cmdline")" || continue
+    case "$cmdline" in
+      *containerd-shim-wasmbox-v1*"-address $dir/containerd.sock"*) kill -9 "${p#/proc/}" 2>/dev/null || true ;;
+      *wasmbox-runner*)
+        if tr '\0' '\n' 2>/dev/null < "$p/environ" | grep -qx "WASMBOX_CACHE_DIR=$dir/wasm-cache"; then
+          kill -9 "${p#/proc/}" 2>/dev/null || true
+        fi ;;
+    esac
+  done
+  # Rootfs and snapshot mounts under DIR, deepest first.
+  awk -v d="$dir/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r | while read -r m; do
+    umount -l "$m" 2>/dev/null || true
+  done
+}
+
+if [[ "$action" == stop ]]; then
+  stop
+  exit 0
+fi
+[[ "$action" == start ]] || { echo "unknown action $action" >&2; exit 2; }
+
+version="${3:-${WASMBOX_CONTAINERD:-2.1}}"
+bin_dir="$("$repo/scripts/fetch-containerd.sh" "$version")/usr/bin"
+wasmbox_bin="${WASMBOX_BIN_DIR:-$repo/target/release}"
+for b in containerd-shim-wasmbox-v1 wasmbox-runner; do
+  [[ -x "$wasmbox_bin/$b" ]] || { echo "missing $wasmbox_bin/$b: build first (make build)" >&2; exit 1; }
+done
+
+sock="$dir/containerd.sock"
+mkdir -p "$dir/root" "$dir/state"
+if [[ "$version" == 2.* ]]; then
+  cat > "$dir/config.toml" <<TOML
+version = 3
+root = "$dir/root"
+state = "$dir/state"
+disabled_plugins = [
+  "io.containerd.grpc.v1.cri",
+  "io.containerd.cri.v1.runtime",
+  "io.containerd.cri.v1.images",
+  "io.containerd.nri.v1.nri",
+  "io.containerd.internal.v1.opt",
+  "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.zfs",
+  "io.containerd.snapshotter.v1.devmapper",
+  "io.containerd.snapshotter.v1.erofs",
+  "io.containerd.differ.v1.erofs",
+]
+[grpc]
+  address = "$sock"
+[ttrpc]
+  address = "$sock.ttrpc"
+[debug]
+  address = "$dir/debug.sock"
+  level = "debug"
+[metrics]
+  address = ""
+TOML
+else
+  cat > "$dir/config.toml" <<TOML
+version = 2
+root = "$dir/root"
+state = "$dir/state"
+disabled_plugins = [
+  "io.containerd.grpc.v1.cri",
+  "io.containerd.internal.v1.opt",
+  "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.zfs",
+  "io.containerd.snapshotter.v1.devmapper",
+  "io.containerd.snapshotter.v1.aufs",
+]
+[grpc]
+  address = "$sock"
+[ttrpc]
+  address = "$sock.ttrpc"
+[debug]
+  address = "$dir/debug.sock"
+  level = "debug"
+[metrics]
+  address = ""
+TOML
+fi
+
+export PATH="$wasmbox_bin:$bin_dir:$PATH"
+export WASMBOX_CACHE_DIR="${WASMBOX_CACHE_DIR:-$dir/wasm-cache}"
+setsid containerd --config "$dir/config.toml" > "$dir/containerd.log" 2>&1 < /dev/null &
+echo $! > "$dir/containerd.pid"
+
+for _ in $(seq 300); do
+  if "$bin_dir/ctr" --address "$sock" version > /dev/null 2>&1; then
+    cat > "$dir/env" <<ENV
+CONTAINERD_ADDRESS=$sock
+CTR=$bin_dir/ctr
+CONTAINERD_BIN_DIR=$bin_dir
+WASMBOX_CACHE_DIR=$WASMBOX_CACHE_DIR
+ENV
+    exit 0
+  fi
+  if ! kill -0 "$(cat "$dir/containerd.pid")" 2>/dev/null; then break; fi
+  sleep 0.1
+done
+echo "containerd $version did not come up; its log:" >&2
+tail -n 30 "$dir/containerd.log" >&2
+stop
+exit 1

@@ -1,0 +1,98 @@
+//! The shim's own life cycle: `start` (launch or reuse a shim server),
+//! `delete` (clean up after a shim that died), serving, and exiting when the
+//! last container is gone.
+//!
+//! Containers of one Kubernetes pod share one shim process: the shim
+//! socket is keyed by the `io.kubernetes.cri.sandbox-id` annotation when the
+//! bundle has one, as the runc shim does. The bootstrap protocol of each
+//! containerd version is handled by the `containerd-shim` crate, so it can
+//! follow containerd 2.3 in one place.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use containerd_shim::api::DeleteResponse;
+use containerd_shim::asynchronous::{spawn, ExitSignal, Shim};
+use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
+use containerd_shim::protos::protobuf::MessageField;
+use containerd_shim::publisher::RemotePublisher;
+use containerd_shim::util::write_str_to_file;
+use containerd_shim::{Config, Flags, StartOpts};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::task::TaskService;
+
+/// The annotation CRI puts on every container of a pod.
+const SANDBOX_ID_ANNOTATION: &str = "io.kubernetes.cri.sandbox-id";
+
+pub struct WasmboxShim {
+    namespace: String,
+    exit_signal: Arc<ExitSignal>,
+}
+
+#[async_trait]
+impl Shim for WasmboxShim {
+    type T = TaskService;
+
+    async fn new(_runtime_id: &str, args: &Flags, _config: &mut Config) -> Self {
+        Self {
+            namespace: args.namespace.clone(),
+            exit_signal: Arc::new(ExitSignal::default()),
+        }
+    }
+
+    async fn start_shim(&mut self, opts: StartOpts) -> containerd_shim::Result<String> {
+        // containerd runs `start` in the bundle directory.
+        let grouping = sandbox_id(Path::new("config.json")).unwrap_or_else(|| opts.id.clone());
+        let address = spawn(opts, &grouping, Vec::new()).await?;
+        write_str_to_file("address", &address).await?;
+        Ok(address)
+    }
+
+    async fn delete_shim(&mut self) -> containerd_shim::Result<DeleteResponse> {
+        // The shim server died; containerd asks us to clean its bundle up.
+        let bundle = std::env::current_dir().map_err(|e| containerd_shim::Error::Other(e.to_string()))?;
+        kill_leftover_runner(&bundle);
+        crate::rootfs::unmount(&bundle.join("rootfs"));
+        let since = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        Ok(DeleteResponse {
+            exit_status: 128 + Signal::SIGKILL as u32,
+            exited_at: MessageField::some(Timestamp {
+                seconds: since.as_secs() as i64,
+                nanos: since.subsec_nanos() as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+    }
+
+    async fn wait(&mut self) {
+        self.exit_signal.wait().await;
+    }
+
+    async fn create_task_service(&self, publisher: RemotePublisher) -> Self::T {
+        TaskService::new(&self.namespace, publisher, self.exit_signal.clone()).await
+    }
+}
+
+/// The pod's sandbox id, from the bundle's spec, if it has one.
+fn sandbox_id(config: &Path) -> Option<String> {
+    let spec = oci_spec::runtime::Spec::load(config).ok()?;
+    spec.annotations().as_ref()?.get(SANDBOX_ID_ANNOTATION).cloned()
+}
+
+/// Kills the runner recorded in `<bundle>/runner.pid`, if that pid is still
+/// a wasmbox runner (pids are reused).
+fn kill_leftover_runner(bundle: &Path) {
+    let Ok(text) = std::fs::read_to_string(bundle.join("runner.pid")) else { return };
+    let Ok(pid) = text.trim().parse::<i32>() else { return };
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    if String::from_utf8_lossy(&cmdline).contains("wasmbox-runner") {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+}

@@ -1,0 +1,437 @@
+//! The Task API that containerd calls: create, start, wait, kill, delete,
+//! state, pids, connect, stats, shutdown, and clear refusals for the rest.
+//!
+//! One shim process can serve several containers (a pod's), each with its
+//! own runner process.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use containerd_shim::api::{
+    ConnectRequest, ConnectResponse, CreateTaskRequest, CreateTaskResponse, DeleteRequest,
+    DeleteResponse, Empty, ExecProcessRequest, KillRequest, PidsRequest, PidsResponse,
+    ShutdownRequest, StartRequest, StartResponse, StateRequest, StateResponse, StatsRequest,
+    StatsResponse, WaitRequest, WaitResponse,
+};
+use containerd_shim::asynchronous::monitor::monitor_subscribe;
+use containerd_shim::event::Event;
+use containerd_shim::monitor::{Subject, Topic};
+use containerd_shim::protos::events::task::{TaskCreate, TaskDelete, TaskExit, TaskIO, TaskStart};
+use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
+use containerd_shim::protos::protobuf::MessageField;
+use containerd_shim::protos::types::task::{ProcessInfo, Status};
+use containerd_shim::protos::ttrpc::{self, context::Context, Code};
+use containerd_shim::publisher::RemotePublisher;
+use containerd_shim::{ExitSignal, Task, TtrpcContext};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use tokio::sync::Mutex;
+
+use crate::exits::{ExitInfo, ExitReceiver, ExitRegistry};
+use crate::runner::{self, RunnerStdio};
+use crate::{rootfs, stdio};
+
+/// How long Delete waits for a created-but-never-started runner to die.
+const KILL_WAIT: Duration = Duration::from_secs(10);
+
+/// One container served by this shim.
+struct Container {
+    bundle: PathBuf,
+    pid: u32,
+    io: TaskIO,
+    started: bool,
+    exit: ExitReceiver,
+    /// The runner's control pipe until the task is started.
+    control: Option<File>,
+    /// Where the shim mounted the rootfs, to unmount at delete.
+    mounted_rootfs: Option<PathBuf>,
+}
+
+impl Container {
+    fn exited(&self) -> Option<ExitInfo> {
+        *self.exit.borrow()
+    }
+
+    fn status(&self) -> Status {
+        match (self.exited(), self.started) {
+            (Some(_), _) => Status::STOPPED,
+            (None, true) => Status::RUNNING,
+            (None, false) => Status::CREATED,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct TaskService {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    namespace: String,
+    containers: Mutex<HashMap<String, Container>>,
+    exits: ExitRegistry,
+    publisher: RemotePublisher,
+    exit_signal: Arc<ExitSignal>,
+}
+
+impl TaskService {
+    pub async fn new(
+        namespace: &str,
+        publisher: RemotePublisher,
+        exit_signal: Arc<ExitSignal>,
+    ) -> Self {
+        let service = Self {
+            inner: Arc::new(Inner {
+                namespace: namespace.to_string(),
+                containers: Mutex::new(HashMap::new()),
+                exits: ExitRegistry::default(),
+                publisher,
+                exit_signal,
+            }),
+        };
+        service.watch_exits().await;
+        service
+    }
+
+    /// Routes the crate's reaper notifications to containers and publishes
+    /// TaskExit for each.
+    async fn watch_exits(&self) {
+        let mut subscription = match monitor_subscribe(Topic::Pid).await {
+            Ok(s) => s,
+            Err(e) => {
+                log::error!("cannot watch child exits: {e}");
+                return;
+            }
+        };
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            while let Some(event) = subscription.rx.recv().await {
+                let Subject::Pid(pid) = event.subject else { continue };
+                if let Some((id, exit)) = inner.exits.notify(pid, event.exit_code) {
+                    log::info!("container {id}: runner {pid} exited with {}", exit.code);
+                    inner
+                        .publish(TaskExit {
+                            container_id: id.clone(),
+                            id,
+                            pid: pid as u32,
+                            exit_status: exit.code,
+                            exited_at: MessageField::some(timestamp(exit.at)),
+                            ..Default::default()
+                        })
+                        .await;
+                }
+            }
+        });
+    }
+}
+
+impl Inner {
+    async fn publish(&self, event: impl Event + 'static) {
+        let topic = event.topic();
+        if let Err(e) = self
+            .publisher
+            .publish(Context::default(), &topic, &self.namespace, Box::new(event))
+            .await
+        {
+            log::warn!("cannot publish {topic}: {e}");
+        }
+    }
+}
+
+fn timestamp(at: SystemTime) -> Timestamp {
+    let since = at.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    Timestamp {
+        seconds: since.as_secs() as i64,
+        nanos: since.subsec_nanos() as i32,
+        ..Default::default()
+    }
+}
+
+fn error(code: Code, message: impl ToString) -> ttrpc::Error {
+    ttrpc::Error::RpcStatus(ttrpc::get_status(code, message))
+}
+
+fn not_found(id: &str) -> ttrpc::Error {
+    error(Code::NOT_FOUND, format!("container {id} not found in this shim"))
+}
+
+fn no_exec(exec_id: &str) -> Result<(), ttrpc::Error> {
+    if exec_id.is_empty() {
+        Ok(())
+    } else {
+        Err(error(Code::UNIMPLEMENTED, "exec is not supported for wasm containers"))
+    }
+}
+
+#[async_trait]
+impl Task for TaskService {
+    async fn create(
+        &self,
+        _ctx: &TtrpcContext,
+        req: CreateTaskRequest,
+    ) -> ttrpc::Result<CreateTaskResponse> {
+        let id = req.id.clone();
+        let bundle = PathBuf::from(&req.bundle);
+        if self.inner.containers.lock().await.contains_key(&id) {
+            return Err(error(Code::ALREADY_EXISTS, format!("container {id} already exists")));
+        }
+        if req.terminal {
+            return Err(error(
+                Code::INVALID_ARGUMENT,
+                "wasmbox does not support a terminal yet: run without -t/--tty",
+            ));
+        }
+        if !req.checkpoint.is_empty() {
+            return Err(error(Code::UNIMPLEMENTED, "checkpoint/restore is not supported for wasm containers"));
+        }
+
+        let mounted_rootfs = rootfs::mount(&bundle, &req.rootfs)
+            .await
+            .map_err(|e| error(Code::INTERNAL, e))?;
+        let cleanup = |e: ttrpc::Error| {
+            if let Some(target) = &mounted_rootfs {
+                rootfs::unmount(target);
+            }
+            e
+        };
+
+        let plan = wasmbox_oci::plan_from_bundle(&bundle)
+            .map_err(|e| cleanup(error(Code::INVALID_ARGUMENT, e)))?;
+        let stdio = (|| -> std::io::Result<RunnerStdio> {
+            Ok(RunnerStdio {
+                stdin: stdio::open_input(&req.stdin)?,
+                stdout: stdio::open_output(&req.stdout)?,
+                stderr: stdio::open_output(&req.stderr)?,
+            })
+        })()
+        .map_err(|e| cleanup(error(Code::INTERNAL, format!("cannot open the container's stdio: {e}"))))?;
+
+        let prepared = runner::prepare(&id, &plan, stdio, &self.inner.exits)
+            .await
+            .map_err(|e| cleanup(error(Code::INVALID_ARGUMENT, e)))?;
+        let pid = prepared.pid;
+        log::info!("container {id}: runner {pid} ready for {}", plan.module_guest_path);
+        if let Err(e) = std::fs::write(bundle.join("runner.pid"), pid.to_string()) {
+            log::warn!("cannot record the runner's pid in {}: {e}", bundle.display());
+        }
+
+        let io = TaskIO {
+            stdin: req.stdin.clone(),
+            stdout: req.stdout.clone(),
+            stderr: req.stderr.clone(),
+            terminal: req.terminal,
+            ..Default::default()
+        };
+        self.inner.containers.lock().await.insert(
+            id.clone(),
+            Container {
+                bundle: bundle.clone(),
+                pid,
+                io: io.clone(),
+                started: false,
+                exit: prepared.exit,
+                control: Some(prepared.control),
+                mounted_rootfs,
+            },
+        );
+        self.inner
+            .publish(TaskCreate {
+                container_id: id,
+                bundle: req.bundle,
+                rootfs: req.rootfs,
+                io: MessageField::some(io),
+                pid,
+                ..Default::default()
+            })
+            .await;
+        Ok(CreateTaskResponse {
+            pid,
+            ..Default::default()
+        })
+    }
+
+    async fn start(&self, _ctx: &TtrpcContext, req: StartRequest) -> ttrpc::Result<StartResponse> {
+        no_exec(&req.exec_id)?;
+        let pid = {
+            let mut containers = self.inner.containers.lock().await;
+            let container = containers.get_mut(&req.id).ok_or_else(|| not_found(&req.id))?;
+            let Some(mut control) = container.control.take() else {
+                return Err(error(Code::FAILED_PRECONDITION, format!("container {} was already started", req.id)));
+            };
+            control
+                .write_all(&[wasmbox_oci::protocol::START])
+                .map_err(|e| error(Code::FAILED_PRECONDITION, format!("container {} ended before it started: {e}", req.id)))?;
+            container.started = true;
+            container.pid
+        };
+        self.inner
+            .publish(TaskStart {
+                container_id: req.id,
+                pid,
+                ..Default::default()
+            })
+            .await;
+        Ok(StartResponse {
+            pid,
+            ..Default::default()
+        })
+    }
+
+    async fn wait(&self, _ctx: &TtrpcContext, req: WaitRequest) -> ttrpc::Result<WaitResponse> {
+        no_exec(&req.exec_id)?;
+        let mut exit = {
+            let containers = self.inner.containers.lock().await;
+            containers.get(&req.id).ok_or_else(|| not_found(&req.id))?.exit.clone()
+        };
+        let info = exit
+            .wait_for(|e| e.is_some())
+            .await
+            .map_err(|_| error(Code::INTERNAL, "the exit watcher went away"))?
+            .ok_or_else(|| error(Code::INTERNAL, "no exit status"))?;
+        Ok(WaitResponse {
+            exit_status: info.code,
+            exited_at: MessageField::some(timestamp(info.at)),
+            ..Default::default()
+        })
+    }
+
+    async fn kill(&self, _ctx: &TtrpcContext, req: KillRequest) -> ttrpc::Result<Empty> {
+        no_exec(&req.exec_id)?;
+        let containers = self.inner.containers.lock().await;
+        let container = containers.get(&req.id).ok_or_else(|| not_found(&req.id))?;
+        if container.exited().is_some() {
+            return Err(error(Code::NOT_FOUND, format!("container {}: process already finished", req.id)));
+        }
+        let signal = Signal::try_from(req.signal as i32)
+            .map_err(|_| error(Code::INVALID_ARGUMENT, format!("unknown signal {}", req.signal)))?;
+        kill(Pid::from_raw(container.pid as i32), signal)
+            .map_err(|e| error(Code::INTERNAL, format!("cannot signal runner {}: {e}", container.pid)))?;
+        Ok(Empty::new())
+    }
+
+    async fn delete(&self, _ctx: &TtrpcContext, req: DeleteRequest) -> ttrpc::Result<DeleteResponse> {
+        no_exec(&req.exec_id)?;
+        let mut exit = {
+            let containers = self.inner.containers.lock().await;
+            let container = containers.get(&req.id).ok_or_else(|| not_found(&req.id))?;
+            if container.started && container.exited().is_none() {
+                return Err(error(
+                    Code::FAILED_PRECONDITION,
+                    format!("container {} is running: kill it before deleting it", req.id),
+                ));
+            }
+            if !container.started && container.exited().is_none() {
+                // Created, never started: the runner waits for its start byte.
+                let _ = kill(Pid::from_raw(container.pid as i32), Signal::SIGKILL);
+            }
+            container.exit.clone()
+        };
+        let info = tokio::time::timeout(KILL_WAIT, exit.wait_for(|e| e.is_some()))
+            .await
+            .ok()
+            .and_then(|r| r.ok().and_then(|e| *e));
+        let container = self
+            .inner
+            .containers
+            .lock()
+            .await
+            .remove(&req.id)
+            .ok_or_else(|| not_found(&req.id))?;
+        if let Some(target) = &container.mounted_rootfs {
+            rootfs::unmount(target);
+        }
+        let _ = std::fs::remove_file(container.bundle.join("runner.pid"));
+        self.inner.exits.forget(container.pid as i32);
+        let info = info.unwrap_or(ExitInfo {
+            code: 128 + Signal::SIGKILL as u32,
+            at: SystemTime::now(),
+        });
+        self.inner
+            .publish(TaskDelete {
+                container_id: req.id.clone(),
+                id: req.id,
+                pid: container.pid,
+                exit_status: info.code,
+                exited_at: MessageField::some(timestamp(info.at)),
+                ..Default::default()
+            })
+            .await;
+        Ok(DeleteResponse {
+            pid: container.pid,
+            exit_status: info.code,
+            exited_at: MessageField::some(timestamp(info.at)),
+            ..Default::default()
+        })
+    }
+
+    async fn state(&self, _ctx: &TtrpcContext, req: StateRequest) -> ttrpc::Result<StateResponse> {
+        no_exec(&req.exec_id)?;
+        let containers = self.inner.containers.lock().await;
+        let container = containers.get(&req.id).ok_or_else(|| not_found(&req.id))?;
+        let exited = container.exited();
+        Ok(StateResponse {
+            id: req.id.clone(),
+            bundle: container.bundle.to_string_lossy().into_owned(),
+            pid: container.pid,
+            status: container.status().into(),
+            stdin: container.io.stdin.clone(),
+            stdout: container.io.stdout.clone(),
+            stderr: container.io.stderr.clone(),
+            terminal: container.io.terminal,
+            exit_status: exited.map(|e| e.code).unwrap_or_default(),
+            exited_at: exited.map(|e| timestamp(e.at)).into(),
+            ..Default::default()
+        })
+    }
+
+    async fn pids(&self, _ctx: &TtrpcContext, req: PidsRequest) -> ttrpc::Result<PidsResponse> {
+        let containers = self.inner.containers.lock().await;
+        let container = containers.get(&req.id).ok_or_else(|| not_found(&req.id))?;
+        let processes = if container.exited().is_none() {
+            vec![ProcessInfo {
+                pid: container.pid,
+                ..Default::default()
+            }]
+        } else {
+            Vec::new()
+        };
+        Ok(PidsResponse {
+            processes,
+            ..Default::default()
+        })
+    }
+
+    async fn connect(&self, _ctx: &TtrpcContext, req: ConnectRequest) -> ttrpc::Result<ConnectResponse> {
+        let containers = self.inner.containers.lock().await;
+        let task_pid = containers.get(&req.id).map(|c| c.pid).unwrap_or_default();
+        Ok(ConnectResponse {
+            shim_pid: std::process::id(),
+            task_pid,
+            ..Default::default()
+        })
+    }
+
+    async fn stats(&self, _ctx: &TtrpcContext, req: StatsRequest) -> ttrpc::Result<StatsResponse> {
+        let containers = self.inner.containers.lock().await;
+        containers.get(&req.id).ok_or_else(|| not_found(&req.id))?;
+        // Cgroup metrics come with cgroup support; until then, no numbers.
+        Ok(StatsResponse::default())
+    }
+
+    async fn exec(&self, _ctx: &TtrpcContext, _req: ExecProcessRequest) -> ttrpc::Result<Empty> {
+        Err(error(Code::UNIMPLEMENTED, "exec is not supported for wasm containers"))
+    }
+
+    async fn shutdown(&self, _ctx: &TtrpcContext, _req: ShutdownRequest) -> ttrpc::Result<Empty> {
+        if self.inner.containers.lock().await.is_empty() {
+            log::info!("last container gone: shutting down");
+            self.inner.exit_signal.signal();
+        }
+        Ok(Empty::new())
+    }
+}

@@ -1,0 +1,348 @@
+//! The integration-test harness: a private containerd per test.
+//!
+//! [`Containerd::start`] runs `scripts/private-containerd.sh`, which gives
+//! containerd its own root, state dir, sockets and config under a temp dir,
+//! with our shim and runner on its PATH; dropping the handle stops it and
+//! removes whatever it left. The containerd version comes from the
+//! `WASMBOX_CONTAINERD` environment variable (2.1, 1.7 or 1.6; default 2.1).
+//!
+//! Tests drive it with the matching `ctr`, as a user would, and can ask
+//! which wasmbox processes and mounts of this containerd are still around.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The runtime type users pass to `ctr run --runtime`.
+pub const RUNTIME: &str = "io.containerd.wasmbox.v1";
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// A sample app's `.wasm`, as the Makefile builds it.
+pub fn sample_wasm(name: &str) -> PathBuf {
+    let dir = repo_root().join("target/wasm32-wasip1/release");
+    let path = if name == "c-hello" {
+        repo_root().join("target/wasm/c-hello.wasm")
+    } else {
+        dir.join(format!("{name}.wasm"))
+    };
+    assert!(
+        path.is_file(),
+        "{} is missing: run `make build` (the tests need the sample apps)",
+        path.display()
+    );
+    path
+}
+
+/// A running private containerd.
+pub struct Containerd {
+    dir: tempfile::TempDir,
+    pub version: String,
+    pub address: PathBuf,
+    pub ctr_path: PathBuf,
+    pub cache_dir: PathBuf,
+}
+
+impl Containerd {
+    /// Starts the containerd version named by `WASMBOX_CONTAINERD`.
+    pub fn start() -> Self {
+        let version = std::env::var("WASMBOX_CONTAINERD").unwrap_or_else(|_| "2.1".to_string());
+        let dir = tempfile::Builder::new()
+            .prefix("wasmbox-test-")
+            .tempdir()
+            .expect("temp dir");
+        let script = repo_root().join("scripts/private-containerd.sh");
+        let out = Command::new(&script)
+            .arg("start")
+            .arg(dir.path())
+            .arg(&version)
+            .env_remove("WASMBOX_CACHE_DIR")
+            .output()
+            .expect("run private-containerd.sh");
+        assert!(
+            out.status.success(),
+            "private containerd {version} did not start:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let env = std::fs::read_to_string(dir.path().join("env")).expect("env file");
+        let var = |name: &str| -> PathBuf {
+            env.lines()
+                .find_map(|l| l.strip_prefix(&format!("{name}=")))
+                .unwrap_or_else(|| panic!("{name} missing from env file"))
+                .into()
+        };
+        Self {
+            version,
+            address: var("CONTAINERD_ADDRESS"),
+            ctr_path: var("CTR"),
+            cache_dir: var("WASMBOX_CACHE_DIR"),
+            dir,
+        }
+    }
+
+    /// The temp dir everything of this containerd lives in.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A `ctr` command aimed at this containerd.
+    pub fn ctr_command(&self) -> Command {
+        let mut cmd = Command::new(&self.ctr_path);
+        cmd.arg("--address").arg(&self.address);
+        cmd
+    }
+
+    /// Runs `ctr ARGS` to completion (at most `timeout`) and returns its output.
+    pub fn ctr(&self, args: &[&str]) -> Output {
+        self.ctr_with_timeout(args, Duration::from_secs(60))
+    }
+
+    pub fn ctr_with_timeout(&self, args: &[&str], timeout: Duration) -> Output {
+        let mut cmd = self.ctr_command();
+        cmd.args(args).stdin(Stdio::null());
+        output_with_timeout(cmd, timeout)
+    }
+
+    /// `ctr run --rm --runtime io.containerd.wasmbox.v1 --rootfs DIR ID ARGS…`
+    pub fn run_rootfs(&self, rootfs: &Path, id: &str, args: &[&str]) -> Output {
+        let rootfs = rootfs.to_str().expect("utf-8 path");
+        let mut all = vec!["run", "--rm", "--runtime", RUNTIME, "--rootfs", rootfs, id];
+        all.extend_from_slice(args);
+        self.ctr(&all)
+    }
+
+    /// Packs `wasm` into an image named `name` and imports it.
+    pub fn import_wasm_image(&self, wasm: &Path, name: &str, extra: &[&str]) {
+        let tar = self.dir().join(format!("{}.tar", name.replace(['/', ':'], "_")));
+        let packer = repo_root().join("target/release/wasmbox-image");
+        let out = Command::new(packer)
+            .arg("--wasm")
+            .arg(wasm)
+            .args(["--name", name, "--output"])
+            .arg(&tar)
+            .args(extra)
+            .output()
+            .expect("run wasmbox-image");
+        assert_success(&out, "wasmbox-image");
+        let tar = tar.to_str().expect("utf-8 path");
+        let out = self.ctr(&["images", "import", "--all-platforms", tar]);
+        assert_success(&out, "ctr images import");
+    }
+
+    /// Starts `ctr run --rm …` in the background, with stdout piped.
+    pub fn spawn_ctr(&self, args: &[&str]) -> Child {
+        self.ctr_command()
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ctr")
+    }
+
+    /// Pids and command lines of this containerd's shims and runners.
+    pub fn wasmbox_processes(&self) -> Vec<String> {
+        let address = format!("-address {}", self.address.display());
+        let cache = format!("WASMBOX_CACHE_DIR={}", self.cache_dir.display());
+        let mut found = Vec::new();
+        let Ok(procs) = std::fs::read_dir("/proc") else { return found };
+        for entry in procs.flatten() {
+            let name = entry.file_name();
+            let Some(pid) = name.to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())) else {
+                continue;
+            };
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            let environ = std::fs::read(entry.path().join("environ")).unwrap_or_default();
+            let ours_shim = cmdline.contains("containerd-shim-wasmbox-v1") && cmdline.contains(&address);
+            let ours_runner = cmdline.contains("wasmbox-runner")
+                && environ.split(|b| *b == 0).any(|v| v == cache.as_bytes());
+            if ours_shim || ours_runner {
+                found.push(format!("{pid}: {cmdline}"));
+            }
+        }
+        found
+    }
+
+    /// Mount points under this containerd's state dir (rootfs mounts).
+    pub fn task_mounts(&self) -> Vec<String> {
+        let state = format!("{}/", self.dir().join("state").display());
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|m| m.starts_with(&state))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Waits (at most 10 s) until no shim or runner of ours is left and no
+    /// task rootfs is mounted; panics with what is left otherwise.
+    pub fn assert_nothing_left(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let procs = self.wasmbox_processes();
+            let mounts = self.task_mounts();
+            if procs.is_empty() && mounts.is_empty() {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!("left behind after 10 s:\nprocesses: {procs:#?}\nmounts: {mounts:#?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The compiled-module cache's entries.
+    pub fn cache_entries(&self) -> Vec<PathBuf> {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(&self.cache_dir)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        entries.sort();
+        entries
+    }
+
+    /// containerd's log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.dir().join("containerd.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        let _ = Command::new(repo_root().join("scripts/private-containerd.sh"))
+            .arg("stop")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// Runs `cmd` with a time limit; kills it and panics past the limit.
+pub fn output_with_timeout(mut cmd: Command, timeout: Duration) -> Output {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    wait_output(child, timeout)
+}
+
+/// Waits for `child` (at most `timeout`) and collects its output.
+pub fn wait_output(mut child: Child, timeout: Duration) -> Output {
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    let read = |pipe: Option<std::process::ChildStdout>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = std::io::Read::read_to_end(&mut p, &mut buf);
+            }
+            buf
+        })
+    };
+    let out_thread = read(stdout);
+    let err_thread = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(mut p) = stderr {
+            let _ = std::io::Read::read_to_end(&mut p, &mut buf);
+        }
+        buf
+    });
+    let status = wait_with_timeout(&mut child, timeout);
+    Output {
+        status,
+        stdout: out_thread.join().unwrap_or_default(),
+        stderr: err_thread.join().unwrap_or_default(),
+    }
+}
+
+/// Waits for `child` to exit, at most `timeout`; kills it and panics past it.
+pub fn wait_with_timeout(child: &mut Child, timeout: Duration) -> ExitStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("process {} did not exit within {timeout:?}", child.id());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Reads `child`'s stdout until a line equal to `line` arrives (at most
+/// `timeout`), returning the lines read so far.
+pub fn wait_for_line(child: &mut Child, line: &str, timeout: Duration) -> Vec<String> {
+    let stdout = child.stdout.take().expect("stdout piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stdout).lines() {
+            let Ok(l) = l else { break };
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + timeout;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) => {
+                let done = l == line;
+                seen.push(l);
+                if done {
+                    return seen;
+                }
+            }
+            Err(_) => panic!("no line {line:?} within {timeout:?}; saw {seen:?}"),
+        }
+    }
+}
+
+/// Panics with stdout and stderr unless `out` succeeded.
+pub fn assert_success(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// stdout as text.
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// stderr as text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A rootfs directory holding the given files.
+pub fn rootfs_with(files: &[(&str, &[u8])]) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("wasmbox-rootfs-")
+        .tempdir()
+        .expect("temp dir");
+    for (name, bytes) in files {
+        let path = dir.path().join(name.trim_start_matches('/'));
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("mkdir");
+        }
+        std::fs::write(&path, bytes).expect("write rootfs file");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    dir
+}

@@ -47,8 +47,20 @@ impl Shim for WasmboxShim {
     async fn start_shim(&mut self, opts: StartOpts) -> containerd_shim::Result<String> {
         // containerd runs `start` in the bundle directory.
         let grouping = sandbox_id(Path::new("config.json")).unwrap_or_else(|| opts.id.clone());
+        let legacy = opts.containerd_version.is_empty();
         let address = spawn(opts, &grouping, Vec::new()).await?;
         write_str_to_file("address", &address).await?;
+        if legacy {
+            // containerd before 2.3 takes a bare address as "task API v2",
+            // which 1.6, 1.7 and 2.0-2.2 all speak, and which `serve`
+            // provides. (The crate would answer JSON with version 3, which
+            // 1.6 and 1.7 refuse.) 2.3's bootstrap protocol gets the crate's
+            // answer, for task API v3.
+            use std::io::Write;
+            let mut stdout = std::io::stdout();
+            let _ = stdout.write_all(address.as_bytes()).and_then(|()| stdout.flush());
+            std::process::exit(0);
+        }
         Ok(address)
     }
 

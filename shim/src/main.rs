@@ -3,15 +3,16 @@
 //!
 //! containerd runs this binary with `start` to launch a shim server,
 //! `delete` to clean up after a dead one, and with no action to serve the
-//! Task API over ttrpc. The `containerd-shim` crate does the bootstrap
-//! (every containerd protocol from 1.6 to 2.3); [`lifecycle`] plugs our
-//! shim into it, [`task`] serves the Task API, and [`runner`] starts the
-//! per-container `wasmbox-runner` processes that actually run wasm.
+//! Task API over ttrpc. [`lifecycle`] answers `start` and `delete` through
+//! the `containerd-shim` crate, [`serve`] runs the server, [`task`] serves
+//! the Task API, and [`runner`] starts the per-container `wasmbox-runner`
+//! processes that actually run wasm.
 
 mod exits;
 mod lifecycle;
 mod rootfs;
 mod runner;
+mod serve;
 mod stdio;
 mod task;
 
@@ -20,5 +21,22 @@ pub const RUNTIME_ID: &str = "io.containerd.wasmbox.v1";
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let flags = match containerd_shim::parse(&args[1..]) {
+        Ok(flags) => flags,
+        Err(e) => {
+            eprintln!("{RUNTIME_ID}: {e}");
+            std::process::exit(2);
+        }
+    };
+    if flags.action.is_empty() && !flags.info && !flags.version {
+        if let Err(e) = serve::serve(flags).await {
+            eprintln!("{RUNTIME_ID}: {e:#}");
+            log::error!("{e:#}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    // start, delete, -info and -v are the crate's, with our start_shim.
     containerd_shim::asynchronous::run::<lifecycle::WasmboxShim>(RUNTIME_ID, None).await;
 }

@@ -63,7 +63,11 @@ pub fn plan_from_spec(spec: &Spec, bundle: &Path) -> Result<RunPlan, PlanError> 
     if process.terminal().unwrap_or(false) {
         return Err(PlanError::TerminalUnsupported);
     }
-    let args = process.args().as_ref().filter(|a| !a.is_empty()).ok_or(PlanError::NoArgs)?;
+    let args = process
+        .args()
+        .as_ref()
+        .filter(|a| !a.is_empty())
+        .ok_or(PlanError::NoArgs)?;
     let root = spec.root().as_ref().ok_or(PlanError::NoRoot)?;
     let rootfs = if root.path().is_absolute() {
         root.path().clone()
@@ -212,7 +216,10 @@ mod tests {
         assert_eq!(plan.args, ["/app.wasm", "a", "b"]);
         assert_eq!(
             plan.env,
-            [("PATH".into(), "/bin".into()), ("GREETING".into(), "a=b".into())]
+            [
+                ("PATH".into(), "/bin".into()),
+                ("GREETING".into(), "a=b".into())
+            ]
         );
         assert_eq!(plan.cwd, "/work");
         assert_eq!(
@@ -241,14 +248,24 @@ mod tests {
             &[("true", b"\x7fELF\x02\x01\x01\0\0\0")],
         );
         std::fs::create_dir(dir.path().join("rootfs/bin")).unwrap();
-        std::fs::rename(dir.path().join("rootfs/true"), dir.path().join("rootfs/bin/true")).unwrap();
+        std::fs::rename(
+            dir.path().join("rootfs/true"),
+            dir.path().join("rootfs/bin/true"),
+        )
+        .unwrap();
         let msg = plan_from_bundle(dir.path()).unwrap_err().to_string();
-        assert!(msg.contains("/bin/true") && msg.contains("is not a WebAssembly module"), "{msg}");
+        assert!(
+            msg.contains("/bin/true") && msg.contains("is not a WebAssembly module"),
+            "{msg}"
+        );
         assert!(msg.contains("ELF"), "{msg}");
 
         let dir = bundle_with(config(&["/missing.wasm"]), &[]);
         let msg = plan_from_bundle(dir.path()).unwrap_err().to_string();
-        assert!(msg.contains("/missing.wasm") && msg.contains("no such file"), "{msg}");
+        assert!(
+            msg.contains("/missing.wasm") && msg.contains("no such file"),
+            "{msg}"
+        );
 
         let dir = bundle_with(config(&["/app.wasm#"]), &[("app.wasm", MODULE)]);
         let msg = plan_from_bundle(dir.path()).unwrap_err().to_string();
@@ -258,7 +275,10 @@ mod tests {
         bad_env["process"]["env"] = json!(["NOEQUALS"]);
         let dir = bundle_with(bad_env, &[("app.wasm", MODULE)]);
         let msg = plan_from_bundle(dir.path()).unwrap_err().to_string();
-        assert!(msg.contains("process.env") && msg.contains("NOEQUALS"), "{msg}");
+        assert!(
+            msg.contains("process.env") && msg.contains("NOEQUALS"),
+            "{msg}"
+        );
 
         let dir = tempfile::tempdir().unwrap();
         let msg = plan_from_bundle(dir.path()).unwrap_err().to_string();

@@ -40,7 +40,9 @@ pub fn read_plan(mut r: impl Read) -> io::Result<RunPlan> {
     r.read_exact(&mut len)?;
     let len = u32::from_le_bytes(len);
     if len > MAX_PLAN_BYTES {
-        return Err(io::Error::other(format!("run plan of {len} bytes is too large")));
+        return Err(io::Error::other(format!(
+            "run plan of {len} bytes is too large"
+        )));
     }
     let mut json = vec![0u8; len as usize];
     r.read_exact(&mut json)?;
@@ -70,7 +72,9 @@ pub fn read_status(mut r: impl Read) -> io::Result<Result<(), String>> {
         "ok" => Ok(()),
         _ => match line.strip_prefix("error ") {
             Some(message) => Err(message.to_string()),
-            None if line.is_empty() => Err("the wasm runner exited before it was ready".to_string()),
+            None if line.is_empty() => {
+                Err("the wasm runner exited before it was ready".to_string())
+            }
             None => Err(format!("the wasm runner answered {line:?}")),
         },
     })
@@ -103,10 +107,16 @@ mod tests {
 
         let mut buf = Vec::new();
         write_status(&mut buf, Err("bad\nmodule")).unwrap();
-        assert_eq!(read_status(&buf[..]).unwrap(), Err("bad module".to_string()));
+        assert_eq!(
+            read_status(&buf[..]).unwrap(),
+            Err("bad module".to_string())
+        );
         let mut buf = Vec::new();
         write_status(&mut buf, Ok(())).unwrap();
         assert_eq!(read_status(&buf[..]).unwrap(), Ok(()));
-        assert!(read_status(&b""[..]).unwrap().unwrap_err().contains("exited before"));
+        assert!(read_status(&b""[..])
+            .unwrap()
+            .unwrap_err()
+            .contains("exited before"));
     }
 }

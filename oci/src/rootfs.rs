@@ -96,12 +96,19 @@ mod tests {
         std::fs::write(root.join("usr/lib/app.wasm"), b"x").unwrap();
         symlink("/usr/lib/app.wasm", root.join("abs.wasm")).unwrap();
         symlink("usr/lib/app.wasm", root.join("rel.wasm")).unwrap();
-        symlink("../../../../../../usr/lib/app.wasm", root.join("usr/up.wasm")).unwrap();
+        symlink(
+            "../../../../../../usr/lib/app.wasm",
+            root.join("usr/up.wasm"),
+        )
+        .unwrap();
         let want = root.join("usr/lib/app.wasm");
         assert_eq!(resolve_in_rootfs(root, "/abs.wasm").unwrap(), want);
         assert_eq!(resolve_in_rootfs(root, "/rel.wasm").unwrap(), want);
         assert_eq!(resolve_in_rootfs(root, "/usr/up.wasm").unwrap(), want);
-        assert_eq!(resolve_in_rootfs(root, "/../../usr/lib/app.wasm").unwrap(), want);
+        assert_eq!(
+            resolve_in_rootfs(root, "/../../usr/lib/app.wasm").unwrap(),
+            want
+        );
     }
 
     #[test]

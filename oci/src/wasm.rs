@@ -89,12 +89,16 @@ mod tests {
 
     #[test]
     fn elf_script_and_garbage_are_described() {
-        assert!(classify(b"\x7fELF\x02\x01\x01").unwrap_err().contains("ELF executable"));
+        assert!(classify(b"\x7fELF\x02\x01\x01")
+            .unwrap_err()
+            .contains("ELF executable"));
         let script = classify(b"#!/bin/sh\necho hi\n").unwrap_err();
         assert!(script.contains("script (#!/bin/sh)"), "{script}");
         assert!(classify(b"").unwrap_err().contains("empty"));
         assert!(classify(b"\0asm").unwrap_err().contains("truncated"));
-        assert!(classify(b"\0asm\x02\0\0\0").unwrap_err().contains("unknown version"));
+        assert!(classify(b"\0asm\x02\0\0\0")
+            .unwrap_err()
+            .contains("unknown version"));
         assert!(classify(b"hello world").unwrap_err().contains("magic"));
     }
 }

@@ -81,7 +81,10 @@ impl ModuleCache {
             match unsafe { Module::deserialize_file(engine, &entry) } {
                 Ok(module) => return Ok((module, CacheOutcome::Hit)),
                 Err(e) => {
-                    log::warn!("cache entry {} is unusable, rebuilding: {e:#}", entry.display());
+                    log::warn!(
+                        "cache entry {} is unusable, rebuilding: {e:#}",
+                        entry.display()
+                    );
                     let _ = std::fs::remove_file(&entry);
                 }
             }
@@ -90,7 +93,10 @@ impl ModuleCache {
         let outcome = match self.store(&entry, &module) {
             Ok(()) => CacheOutcome::Compiled,
             Err(e) => {
-                log::warn!("cannot store compiled module in {}: {e:#}", self.dir.display());
+                log::warn!(
+                    "cannot store compiled module in {}: {e:#}",
+                    self.dir.display()
+                );
                 CacheOutcome::CompiledUncached
             }
         };

@@ -83,9 +83,8 @@ impl PreparedGuest {
         check_entry(&module, &guest_path, &plan.entry)?;
 
         let mut linker: Linker<WasiP1Ctx> = Linker::new(engine);
-        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |ctx| ctx).map_err(|e| {
-            RuntimeError::Engine(format!("cannot add WASI to the linker: {e:#}"))
-        })?;
+        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |ctx| ctx)
+            .map_err(|e| RuntimeError::Engine(format!("cannot add WASI to the linker: {e:#}")))?;
         let instance_pre = linker
             .instantiate_pre(&module)
             .map_err(|e| RuntimeError::Link {

@@ -59,7 +59,9 @@ fn main() -> ExitCode {
     let args = match parse_args() {
         Ok(args) => args,
         Err(e) => {
-            eprintln!("wasmbox-runner: {e}; it is started by containerd-shim-wasmbox-v1, not by hand");
+            eprintln!(
+                "wasmbox-runner: {e}; it is started by containerd-shim-wasmbox-v1, not by hand"
+            );
             return ExitCode::from(RUNNER_FAILURE);
         }
     };

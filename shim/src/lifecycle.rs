@@ -58,7 +58,9 @@ impl Shim for WasmboxShim {
             // answer, for task API v3.
             use std::io::Write;
             let mut stdout = std::io::stdout();
-            let _ = stdout.write_all(address.as_bytes()).and_then(|()| stdout.flush());
+            let _ = stdout
+                .write_all(address.as_bytes())
+                .and_then(|()| stdout.flush());
             std::process::exit(0);
         }
         Ok(address)
@@ -66,7 +68,8 @@ impl Shim for WasmboxShim {
 
     async fn delete_shim(&mut self) -> containerd_shim::Result<DeleteResponse> {
         // The shim server died; containerd asks us to clean its bundle up.
-        let bundle = std::env::current_dir().map_err(|e| containerd_shim::Error::Other(e.to_string()))?;
+        let bundle =
+            std::env::current_dir().map_err(|e| containerd_shim::Error::Other(e.to_string()))?;
         kill_leftover_runner(&bundle);
         crate::rootfs::unmount(&bundle.join("rootfs"));
         let since = SystemTime::now()
@@ -95,14 +98,21 @@ impl Shim for WasmboxShim {
 /// The pod's sandbox id, from the bundle's spec, if it has one.
 fn sandbox_id(config: &Path) -> Option<String> {
     let spec = oci_spec::runtime::Spec::load(config).ok()?;
-    spec.annotations().as_ref()?.get(SANDBOX_ID_ANNOTATION).cloned()
+    spec.annotations()
+        .as_ref()?
+        .get(SANDBOX_ID_ANNOTATION)
+        .cloned()
 }
 
 /// Kills the runner recorded in `<bundle>/runner.pid`, if that pid is still
 /// a wasmbox runner (pids are reused).
 fn kill_leftover_runner(bundle: &Path) {
-    let Ok(text) = std::fs::read_to_string(bundle.join("runner.pid")) else { return };
-    let Ok(pid) = text.trim().parse::<i32>() else { return };
+    let Ok(text) = std::fs::read_to_string(bundle.join("runner.pid")) else {
+        return;
+    };
+    let Ok(pid) = text.trim().parse::<i32>() else {
+        return;
+    };
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     if String::from_utf8_lossy(&cmdline).contains("wasmbox-runner") {
         let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);

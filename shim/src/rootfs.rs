@@ -7,8 +7,8 @@
 
 use std::path::{Path, PathBuf};
 
-use containerd_shim::protos::types::mount::Mount;
 use containerd_shim::mount::umount_recursive;
+use containerd_shim::protos::types::mount::Mount;
 
 /// Mounts `mounts` at `<bundle>/rootfs`. On failure, whatever was mounted is
 /// unmounted again. Returns the mount point, or `None` if there was nothing
@@ -18,8 +18,12 @@ pub async fn mount(bundle: &Path, mounts: &[Mount]) -> Result<Option<PathBuf>, S
         return Ok(None);
     }
     let target = bundle.join("rootfs");
-    std::fs::create_dir_all(&target)
-        .map_err(|e| format!("cannot create the rootfs mount point {}: {e}", target.display()))?;
+    std::fs::create_dir_all(&target).map_err(|e| {
+        format!(
+            "cannot create the rootfs mount point {}: {e}",
+            target.display()
+        )
+    })?;
     for m in mounts {
         if let Err(e) = containerd_shim::util::mount_rootfs(m, &target).await {
             unmount(&target);

@@ -66,7 +66,11 @@ pub async fn prepare(
         .arg("--status-fd")
         .arg(status_write.as_raw_fd().to_string())
         .env_clear()
-        .envs(PASSED_ENV.iter().filter_map(|name| Some((name, std::env::var_os(name)?))))
+        .envs(
+            PASSED_ENV
+                .iter()
+                .filter_map(|name| Some((name, std::env::var_os(name)?))),
+        )
         .current_dir("/")
         .stdin(stdio.stdin)
         .stdout(stdio.stdout)
@@ -121,5 +125,6 @@ pub async fn prepare(
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
-    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("cannot create a pipe: {e}"))
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| format!("cannot create a pipe: {e}"))
 }

@@ -48,8 +48,13 @@ pub async fn serve(flags: Flags) -> Result<()> {
 
     let mut config = Config::default();
     let mut shim = WasmboxShim::new(crate::RUNTIME_ID, &flags, &mut config).await;
-    containerd_shim::logger::init(flags.debug, &config.default_log_level, &flags.namespace, &flags.id)
-        .context("cannot set up logging")?;
+    containerd_shim::logger::init(
+        flags.debug,
+        &config.default_log_level,
+        &flags.namespace,
+        &flags.id,
+    )
+    .context("cannot set up logging")?;
 
     let ttrpc_address = std::env::var("TTRPC_ADDRESS").context("TTRPC_ADDRESS is not set")?;
     let publisher = RemotePublisher::new(&ttrpc_address)
@@ -67,8 +72,13 @@ pub async fn serve(flags: Flags) -> Result<()> {
     let socket_path = flags.socket.trim_start_matches("unix://").to_string();
     let listener = bind(&socket_path)?;
     let listener = Listener::try_from(listener).context("cannot make a ttrpc listener")?;
-    let mut server = Server::new().add_listener(listener).register_service(services);
-    server.start().await.context("cannot start the ttrpc server")?;
+    let mut server = Server::new()
+        .add_listener(listener)
+        .register_service(services);
+    server
+        .start()
+        .await
+        .context("cannot start the ttrpc server")?;
     release_start_pipe();
     log::info!("wasmbox shim serving on {}", flags.socket);
 
@@ -91,7 +101,8 @@ pub async fn serve(flags: Flags) -> Result<()> {
 
 fn bind(path: &str) -> Result<UnixListener> {
     if let Some(parent) = Path::new(path).parent() {
-        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
     }
     UnixListener::bind(path).with_context(|| format!("cannot listen on {path}"))
 }

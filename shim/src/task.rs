@@ -24,8 +24,8 @@ use containerd_shim::monitor::{Subject, Topic};
 use containerd_shim::protos::events::task::{TaskCreate, TaskDelete, TaskExit, TaskIO, TaskStart};
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim::protos::protobuf::MessageField;
-use containerd_shim::protos::types::task::{ProcessInfo, Status};
 use containerd_shim::protos::ttrpc::{self, context::Context, Code};
+use containerd_shim::protos::types::task::{ProcessInfo, Status};
 use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::{ExitSignal, Task, TtrpcContext};
 use nix::sys::signal::{kill, Signal};
@@ -111,7 +111,9 @@ impl TaskService {
         let inner = self.inner.clone();
         tokio::spawn(async move {
             while let Some(event) = subscription.rx.recv().await {
-                let Subject::Pid(pid) = event.subject else { continue };
+                let Subject::Pid(pid) = event.subject else {
+                    continue;
+                };
                 if let Some((id, exit)) = inner.exits.notify(pid, event.exit_code) {
                     log::info!("container {id}: runner {pid} exited with {}", exit.code);
                     inner
@@ -144,7 +146,9 @@ impl Inner {
 }
 
 fn timestamp(at: SystemTime) -> Timestamp {
-    let since = at.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let since = at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
     Timestamp {
         seconds: since.as_secs() as i64,
         nanos: since.subsec_nanos() as i32,
@@ -157,14 +161,20 @@ fn error(code: Code, message: impl ToString) -> ttrpc::Error {
 }
 
 fn not_found(id: &str) -> ttrpc::Error {
-    error(Code::NOT_FOUND, format!("container {id} not found in this shim"))
+    error(
+        Code::NOT_FOUND,
+        format!("container {id} not found in this shim"),
+    )
 }
 
 fn no_exec(exec_id: &str) -> Result<(), ttrpc::Error> {
     if exec_id.is_empty() {
         Ok(())
     } else {
-        Err(error(Code::UNIMPLEMENTED, "exec is not supported for wasm containers"))
+        Err(error(
+            Code::UNIMPLEMENTED,
+            "exec is not supported for wasm containers",
+        ))
     }
 }
 
@@ -178,7 +188,10 @@ impl Task for TaskService {
         let id = req.id.clone();
         let bundle = PathBuf::from(&req.bundle);
         if self.inner.containers.lock().await.contains_key(&id) {
-            return Err(error(Code::ALREADY_EXISTS, format!("container {id} already exists")));
+            return Err(error(
+                Code::ALREADY_EXISTS,
+                format!("container {id} already exists"),
+            ));
         }
         if req.terminal {
             return Err(error(
@@ -187,7 +200,10 @@ impl Task for TaskService {
             ));
         }
         if !req.checkpoint.is_empty() {
-            return Err(error(Code::UNIMPLEMENTED, "checkpoint/restore is not supported for wasm containers"));
+            return Err(error(
+                Code::UNIMPLEMENTED,
+                "checkpoint/restore is not supported for wasm containers",
+            ));
         }
 
         let mounted_rootfs = rootfs::mount(&bundle, &req.rootfs)
@@ -209,15 +225,26 @@ impl Task for TaskService {
                 stderr: stdio::open_output(&req.stderr)?,
             })
         })()
-        .map_err(|e| cleanup(error(Code::INTERNAL, format!("cannot open the container's stdio: {e}"))))?;
+        .map_err(|e| {
+            cleanup(error(
+                Code::INTERNAL,
+                format!("cannot open the container's stdio: {e}"),
+            ))
+        })?;
 
         let prepared = runner::prepare(&id, &plan, stdio, &self.inner.exits)
             .await
             .map_err(|e| cleanup(error(Code::INVALID_ARGUMENT, e)))?;
         let pid = prepared.pid;
-        log::info!("container {id}: runner {pid} ready for {}", plan.module_guest_path);
+        log::info!(
+            "container {id}: runner {pid} ready for {}",
+            plan.module_guest_path
+        );
         if let Err(e) = std::fs::write(bundle.join("runner.pid"), pid.to_string()) {
-            log::warn!("cannot record the runner's pid in {}: {e}", bundle.display());
+            log::warn!(
+                "cannot record the runner's pid in {}: {e}",
+                bundle.display()
+            );
         }
 
         let io = TaskIO {
@@ -259,13 +286,23 @@ impl Task for TaskService {
         no_exec(&req.exec_id)?;
         let pid = {
             let mut containers = self.inner.containers.lock().await;
-            let container = containers.get_mut(&req.id).ok_or_else(|| not_found(&req.id))?;
+            let container = containers
+                .get_mut(&req.id)
+                .ok_or_else(|| not_found(&req.id))?;
             let Some(mut control) = container.control.take() else {
-                return Err(error(Code::FAILED_PRECONDITION, format!("container {} was already started", req.id)));
+                return Err(error(
+                    Code::FAILED_PRECONDITION,
+                    format!("container {} was already started", req.id),
+                ));
             };
             control
                 .write_all(&[wasmbox_oci::protocol::START])
-                .map_err(|e| error(Code::FAILED_PRECONDITION, format!("container {} ended before it started: {e}", req.id)))?;
+                .map_err(|e| {
+                    error(
+                        Code::FAILED_PRECONDITION,
+                        format!("container {} ended before it started: {e}", req.id),
+                    )
+                })?;
             container.started = true;
             container.pid
         };
@@ -286,7 +323,11 @@ impl Task for TaskService {
         no_exec(&req.exec_id)?;
         let mut exit = {
             let containers = self.inner.containers.lock().await;
-            containers.get(&req.id).ok_or_else(|| not_found(&req.id))?.exit.clone()
+            containers
+                .get(&req.id)
+                .ok_or_else(|| not_found(&req.id))?
+                .exit
+                .clone()
         };
         let info = exit
             .wait_for(|e| e.is_some())
@@ -305,16 +346,31 @@ impl Task for TaskService {
         let containers = self.inner.containers.lock().await;
         let container = containers.get(&req.id).ok_or_else(|| not_found(&req.id))?;
         if container.exited().is_some() {
-            return Err(error(Code::NOT_FOUND, format!("container {}: process already finished", req.id)));
+            return Err(error(
+                Code::NOT_FOUND,
+                format!("container {}: process already finished", req.id),
+            ));
         }
-        let signal = Signal::try_from(req.signal as i32)
-            .map_err(|_| error(Code::INVALID_ARGUMENT, format!("unknown signal {}", req.signal)))?;
-        kill(Pid::from_raw(container.pid as i32), signal)
-            .map_err(|e| error(Code::INTERNAL, format!("cannot signal runner {}: {e}", container.pid)))?;
+        let signal = Signal::try_from(req.signal as i32).map_err(|_| {
+            error(
+                Code::INVALID_ARGUMENT,
+                format!("unknown signal {}", req.signal),
+            )
+        })?;
+        kill(Pid::from_raw(container.pid as i32), signal).map_err(|e| {
+            error(
+                Code::INTERNAL,
+                format!("cannot signal runner {}: {e}", container.pid),
+            )
+        })?;
         Ok(Empty::new())
     }
 
-    async fn delete(&self, _ctx: &TtrpcContext, req: DeleteRequest) -> ttrpc::Result<DeleteResponse> {
+    async fn delete(
+        &self,
+        _ctx: &TtrpcContext,
+        req: DeleteRequest,
+    ) -> ttrpc::Result<DeleteResponse> {
         no_exec(&req.exec_id)?;
         let mut exit = {
             let containers = self.inner.containers.lock().await;
@@ -322,7 +378,10 @@ impl Task for TaskService {
             if container.started && container.exited().is_none() {
                 return Err(error(
                     Code::FAILED_PRECONDITION,
-                    format!("container {} is running: kill it before deleting it", req.id),
+                    format!(
+                        "container {} is running: kill it before deleting it",
+                        req.id
+                    ),
                 ));
             }
             if !container.started && container.exited().is_none() {
@@ -406,7 +465,11 @@ impl Task for TaskService {
         })
     }
 
-    async fn connect(&self, _ctx: &TtrpcContext, req: ConnectRequest) -> ttrpc::Result<ConnectResponse> {
+    async fn connect(
+        &self,
+        _ctx: &TtrpcContext,
+        req: ConnectRequest,
+    ) -> ttrpc::Result<ConnectResponse> {
         let containers = self.inner.containers.lock().await;
         let task_pid = containers.get(&req.id).map(|c| c.pid).unwrap_or_default();
         Ok(ConnectResponse {
@@ -424,7 +487,10 @@ impl Task for TaskService {
     }
 
     async fn exec(&self, _ctx: &TtrpcContext, _req: ExecProcessRequest) -> ttrpc::Result<Empty> {
-        Err(error(Code::UNIMPLEMENTED, "exec is not supported for wasm containers"))
+        Err(error(
+            Code::UNIMPLEMENTED,
+            "exec is not supported for wasm containers",
+        ))
     }
 
     async fn shutdown(&self, _ctx: &TtrpcContext, _req: ShutdownRequest) -> ttrpc::Result<Empty> {

@@ -120,7 +120,9 @@ impl Containerd {
 
     /// Packs `wasm` into an image named `name` and imports it.
     pub fn import_wasm_image(&self, wasm: &Path, name: &str, extra: &[&str]) {
-        let tar = self.dir().join(format!("{}.tar", name.replace(['/', ':'], "_")));
+        let tar = self
+            .dir()
+            .join(format!("{}.tar", name.replace(['/', ':'], "_")));
         let packer = repo_root().join("target/release/wasmbox-image");
         let out = Command::new(packer)
             .arg("--wasm")
@@ -152,16 +154,22 @@ impl Containerd {
         let address = format!("-address {}", self.address.display());
         let cache = format!("WASMBOX_CACHE_DIR={}", self.cache_dir.display());
         let mut found = Vec::new();
-        let Ok(procs) = std::fs::read_dir("/proc") else { return found };
+        let Ok(procs) = std::fs::read_dir("/proc") else {
+            return found;
+        };
         for entry in procs.flatten() {
             let name = entry.file_name();
-            let Some(pid) = name.to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())) else {
+            let Some(pid) = name
+                .to_str()
+                .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+            else {
                 continue;
             };
             let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
             let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
             let environ = std::fs::read(entry.path().join("environ")).unwrap_or_default();
-            let ours_shim = cmdline.contains("containerd-shim-wasmbox-v1") && cmdline.contains(&address);
+            let ours_shim =
+                cmdline.contains("containerd-shim-wasmbox-v1") && cmdline.contains(&address);
             let ours_runner = cmdline.contains("wasmbox-runner")
                 && environ.split(|b| *b == 0).any(|v| v == cache.as_bytes());
             if ours_shim || ours_runner {
@@ -229,7 +237,9 @@ impl Drop for Containerd {
 /// Runs `cmd` with a time limit; kills it and panics past the limit.
 pub fn output_with_timeout(mut cmd: Command, timeout: Duration) -> Output {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     wait_output(child, timeout)
 }
 

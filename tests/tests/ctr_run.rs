@@ -19,17 +19,36 @@ fn image_hello_prints_greeting_args_and_env() {
         "docker.io/wasmbox/hello:test",
         &["--env", "GREETING=bonjour", "--arg", "from-image"],
     );
-    let out = cd.ctr(&["run", "--rm", "--runtime", RUNTIME, "docker.io/wasmbox/hello:test", "hello1"]);
+    let out = cd.ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        "docker.io/wasmbox/hello:test",
+        "hello1",
+    ]);
     assert_success(&out, "ctr run hello image");
     let text = stdout(&out);
     assert!(text.contains("Hello from a wasmbox container!"), "{text}");
-    assert!(text.contains(r#"args: ["/app.wasm", "from-image"]"#), "{text}");
+    assert!(
+        text.contains(r#"args: ["/app.wasm", "from-image"]"#),
+        "{text}"
+    );
     assert!(text.contains("env: GREETING=bonjour"), "{text}");
 
     // Args on the command line replace the image's Cmd.
     let out = cd.ctr(&[
-        "run", "--rm", "--runtime", RUNTIME, "--env", "EXTRA=1",
-        "docker.io/wasmbox/hello:test", "hello2", "/app.wasm", "x", "y",
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        "--env",
+        "EXTRA=1",
+        "docker.io/wasmbox/hello:test",
+        "hello2",
+        "/app.wasm",
+        "x",
+        "y",
     ]);
     assert_success(&out, "ctr run hello image with args");
     let text = stdout(&out);
@@ -57,7 +76,11 @@ fn proc_exit_code_is_the_task_exit_code() {
     let cd = Containerd::start();
     let rootfs = rootfs_with(&[("/exit.wasm", &wasm("exit-code"))]);
     for code in [0, 3, 42] {
-        let out = cd.run_rootfs(rootfs.path(), &format!("exit{code}"), &["/exit.wasm", &code.to_string()]);
+        let out = cd.run_rootfs(
+            rootfs.path(),
+            &format!("exit{code}"),
+            &["/exit.wasm", &code.to_string()],
+        );
         assert_eq!(out.status.code(), Some(code), "stderr: {}", stderr(&out));
         assert_eq!(stdout(&out), format!("exiting with {code}\n"));
     }
@@ -73,7 +96,10 @@ fn trap_exits_134_with_the_message_on_stderr() {
     assert_eq!(stdout(&out), "about to trap\n");
     let err = stderr(&out);
     assert!(err.contains("/trap.wasm trapped (exit code 134)"), "{err}");
-    assert!(err.contains("wasm `unreachable` instruction executed"), "{err}");
+    assert!(
+        err.contains("wasm `unreachable` instruction executed"),
+        "{err}"
+    );
     cd.assert_nothing_left();
 }
 
@@ -82,7 +108,16 @@ fn trap_exits_134_with_the_message_on_stderr() {
 fn kill_sleeper(cd: &Containerd, id: &str, signal: &str) -> Option<i32> {
     let rootfs = rootfs_with(&[("/sleeper.wasm", &wasm("sleeper"))]);
     let root = rootfs.path().to_str().unwrap().to_string();
-    let mut run = cd.spawn_ctr(&["run", "--rm", "--runtime", RUNTIME, "--rootfs", &root, id, "/sleeper.wasm"]);
+    let mut run = cd.spawn_ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        "--rootfs",
+        &root,
+        id,
+        "/sleeper.wasm",
+    ]);
     wait_for_line(&mut run, "sleeper: up", Duration::from_secs(30));
     let out = cd.ctr(&["task", "kill", "--signal", signal, id]);
     assert_success(&out, "ctr task kill");
@@ -115,11 +150,27 @@ fn bad_entrypoints_fail_with_clear_errors_and_leave_nothing() {
         ("/hello.wasm", &wasm("hello")),
     ]);
     let cases: &[(&str, &[&str])] = &[
-        ("/bin/true", &["/bin/true", "is not a WebAssembly module", "ELF executable"]),
-        ("/run.sh", &["/run.sh", "is not a WebAssembly module", "script (#!/bin/sh)"]),
+        (
+            "/bin/true",
+            &["/bin/true", "is not a WebAssembly module", "ELF executable"],
+        ),
+        (
+            "/run.sh",
+            &[
+                "/run.sh",
+                "is not a WebAssembly module",
+                "script (#!/bin/sh)",
+            ],
+        ),
         ("/missing.wasm", &["/missing.wasm", "no such file"]),
-        ("/broken.wasm", &["/broken.wasm", "is not a valid WebAssembly module"]),
-        ("/hello.wasm#nope", &["/hello.wasm", "no exported function \"nope\"", "_start"]),
+        (
+            "/broken.wasm",
+            &["/broken.wasm", "is not a valid WebAssembly module"],
+        ),
+        (
+            "/hello.wasm#nope",
+            &["/hello.wasm", "no exported function \"nope\"", "_start"],
+        ),
     ];
     for (i, (entry, wants)) in cases.iter().enumerate() {
         let out = cd.run_rootfs(rootfs.path(), &format!("bad{i}"), &[entry]);
@@ -139,11 +190,20 @@ fn bad_image_entrypoint_unmounts_the_rootfs() {
     let cd = Containerd::start();
     cd.import_wasm_image(&sample_wasm("hello"), "docker.io/wasmbox/hello:bad", &[]);
     let out = cd.ctr(&[
-        "run", "--rm", "--runtime", RUNTIME, "docker.io/wasmbox/hello:bad", "badimg", "/nothing.wasm",
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        "docker.io/wasmbox/hello:bad",
+        "badimg",
+        "/nothing.wasm",
     ]);
     assert!(!out.status.success());
     let err = stderr(&out);
-    assert!(err.contains("/nothing.wasm") && err.contains("no such file"), "{err}");
+    assert!(
+        err.contains("/nothing.wasm") && err.contains("no such file"),
+        "{err}"
+    );
     cd.assert_nothing_left();
 }
 
@@ -151,7 +211,10 @@ fn bad_image_entrypoint_unmounts_the_rootfs() {
 fn a_module_is_compiled_once_and_then_loaded_from_the_cache() {
     let cd = Containerd::start();
     let rootfs = rootfs_with(&[("/app.wasm", &wasm("hello"))]);
-    assert_success(&cd.run_rootfs(rootfs.path(), "cache1", &["/app.wasm"]), "first run");
+    assert_success(
+        &cd.run_rootfs(rootfs.path(), "cache1", &["/app.wasm"]),
+        "first run",
+    );
     let entries = cd.cache_entries();
     assert_eq!(entries.len(), 1, "one compiled entry: {entries:?}");
     let before = std::fs::metadata(&entries[0]).unwrap();
@@ -159,9 +222,17 @@ fn a_module_is_compiled_once_and_then_loaded_from_the_cache() {
     let out = cd.run_rootfs(rootfs.path(), "cache2", &["/app.wasm"]);
     assert_success(&out, "second run");
     assert!(stdout(&out).contains("Hello from a wasmbox container!"));
-    assert_eq!(cd.cache_entries(), entries, "no new entry on a cached start");
+    assert_eq!(
+        cd.cache_entries(),
+        entries,
+        "no new entry on a cached start"
+    );
     let after = std::fs::metadata(&entries[0]).unwrap();
-    assert_eq!((before.ino(), before.mtime_nsec()), (after.ino(), after.mtime_nsec()), "entry rewritten");
+    assert_eq!(
+        (before.ino(), before.mtime_nsec()),
+        (after.ino(), after.mtime_nsec()),
+        "entry rewritten"
+    );
     cd.assert_nothing_left();
 }
 
@@ -171,9 +242,19 @@ fn stdin_reaches_the_guest() {
     let rootfs = rootfs_with(&[("/cat.wasm", &wasm("cat"))]);
     let root = rootfs.path().to_str().unwrap();
     let mut cmd = cd.ctr_command();
-    cmd.args(["run", "--rm", "--runtime", RUNTIME, "--rootfs", root, "stdin1", "/cat.wasm"]);
+    cmd.args([
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        "--rootfs",
+        root,
+        "stdin1",
+        "/cat.wasm",
+    ]);
     cmd.stdin(std::process::Stdio::piped());
-    cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
     let mut child = cmd.spawn().expect("spawn ctr");
     {
         use std::io::Write;
@@ -192,32 +273,62 @@ fn exec_is_refused_clearly_and_detached_tasks_clean_up() {
     let rootfs = rootfs_with(&[("/sleeper.wasm", &wasm("sleeper"))]);
     let root = rootfs.path().to_str().unwrap();
     assert_success(
-        &cd.ctr(&["run", "-d", "--runtime", RUNTIME, "--rootfs", root, "exec1", "/sleeper.wasm"]),
+        &cd.ctr(&[
+            "run",
+            "-d",
+            "--runtime",
+            RUNTIME,
+            "--rootfs",
+            root,
+            "exec1",
+            "/sleeper.wasm",
+        ]),
         "ctr run -d",
     );
     let tasks = stdout(&cd.ctr(&["task", "list"]));
-    assert!(tasks.lines().any(|l| l.starts_with("exec1") && l.contains("RUNNING")), "{tasks}");
+    assert!(
+        tasks
+            .lines()
+            .any(|l| l.starts_with("exec1") && l.contains("RUNNING")),
+        "{tasks}"
+    );
 
     let out = cd.ctr(&["task", "exec", "--exec-id", "e1", "exec1", "/sleeper.wasm"]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("exec is not supported for wasm containers"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("exec is not supported for wasm containers"),
+        "{}",
+        stderr(&out)
+    );
 
     // pids lists the runner.
     let pids = stdout(&cd.ctr(&["task", "ps", "exec1"]));
     assert_eq!(pids.lines().count(), 2, "header and the runner: {pids}");
 
-    assert_success(&cd.ctr(&["task", "kill", "--signal", "SIGKILL", "exec1"]), "kill");
+    assert_success(
+        &cd.ctr(&["task", "kill", "--signal", "SIGKILL", "exec1"]),
+        "kill",
+    );
     // Wait for the stop on the real signal: the task's status.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let tasks = stdout(&cd.ctr(&["task", "list"]));
-        if tasks.lines().any(|l| l.starts_with("exec1") && l.contains("STOPPED")) {
+        if tasks
+            .lines()
+            .any(|l| l.starts_with("exec1") && l.contains("STOPPED"))
+        {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "task not stopped: {tasks}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "task not stopped: {tasks}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_success(&cd.ctr(&["task", "delete", "exec1"]), "task delete");
-    assert_success(&cd.ctr(&["container", "delete", "exec1"]), "container delete");
+    assert_success(
+        &cd.ctr(&["container", "delete", "exec1"]),
+        "container delete",
+    );
     cd.assert_nothing_left();
 }

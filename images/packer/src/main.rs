@@ -123,7 +123,10 @@ fn main() -> Result<()> {
         bail!("{} is not a WebAssembly binary", options.wasm.display());
     }
 
-    let layer = blob(MediaType::ImageLayer, layer_tar(&wasm, &options.entrypoint)?)?;
+    let layer = blob(
+        MediaType::ImageLayer,
+        layer_tar(&wasm, &options.entrypoint)?,
+    )?;
     let config = ImageConfigurationBuilder::default()
         .os(Os::Other("wasi".to_string()))
         .architecture(Arch::Wasm)
@@ -159,7 +162,10 @@ fn main() -> Result<()> {
     manifest.descriptor.set_annotations(Some(
         [
             ("io.containerd.image.name".to_string(), options.name.clone()),
-            ("org.opencontainers.image.ref.name".to_string(), options.name.clone()),
+            (
+                "org.opencontainers.image.ref.name".to_string(),
+                options.name.clone(),
+            ),
         ]
         .into(),
     ));

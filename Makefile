@@ -1,0 +1,56 @@
+# wasmbox: `make demo` and `make test` set up everything on a fresh machine.
+
+CARGO ?= cargo
+APPS := hello sleeper exit-code cat trap
+WASM_DIR := target/wasm32-wasip1/release
+IMAGES := $(addprefix target/images/,$(addsuffix .tar,$(APPS)))
+
+.PHONY: all deps build apps images demo test test-unit test-integration test-compat lint install clean
+
+all: build
+
+## deps: install what is missing (Debian packages, Rust wasm targets, containerd into .cache)
+deps:
+	scripts/install-deps.sh
+
+## build: the shim, the runner, the packer, the sample apps and their images
+build: deps
+	$(CARGO) build --release
+	$(MAKE) apps images
+
+apps:
+	$(CARGO) build --release --target wasm32-wasip1 $(addprefix -p ,$(APPS))
+	mkdir -p target/wasm
+	clang --target=wasm32-wasi -O2 -o target/wasm/c-hello.wasm images/c/hello.c
+
+target/images/%.tar: $(WASM_DIR)/%.wasm target/release/wasmbox-image
+	mkdir -p target/images
+	target/release/wasmbox-image --wasm $< --name docker.io/wasmbox/$*:latest --output $@
+
+images: $(IMAGES)
+
+## demo: a private containerd running the sample images with ctr
+demo: build
+	scripts/demo.sh
+
+## test: every test, unit and integration (containerd $$WASMBOX_CONTAINERD, default 2.1)
+test: build
+	$(CARGO) test --release
+
+## test-compat: the integration tests against containerd 1.7 and 1.6 too
+test-compat: build
+	WASMBOX_CONTAINERD=1.7 scripts/install-deps.sh
+	WASMBOX_CONTAINERD=1.6 scripts/install-deps.sh
+	WASMBOX_CONTAINERD=1.7 $(CARGO) test --release -p wasmbox-tests
+	WASMBOX_CONTAINERD=1.6 $(CARGO) test --release -p wasmbox-tests
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+
+## install: the shim and runner into /usr/local/bin, next to each other
+install: build
+	install -m 0755 target/release/containerd-shim-wasmbox-v1 target/release/wasmbox-runner /usr/local/bin/
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what building and testing wasmbox needs, and only what is missing:
+# Debian packages (clang, lld and wasi-libc for the C sample; protobuf and
+# build tools), the Rust wasm targets, and Debian's containerd and runc
+# unpacked into .cache (never installed system-wide).
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+
+need_pkgs=()
+for pkg in clang lld wasi-libc libclang-rt-14-dev-wasm32 make gcc pkg-config ca-certificates; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_pkgs+=("$pkg")
+done
+if (( ${#need_pkgs[@]} )); then
+  echo "installing Debian packages: ${need_pkgs[*]}"
+  sudo_cmd=()
+  [[ "$(id -u)" == 0 ]] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${need_pkgs[@]}" > /dev/null
+fi
+
+installed_targets="$(rustup target list --installed)"
+for target in wasm32-wasip1 wasm32-wasip2; do
+  grep -qx "$target" <<< "$installed_targets" || rustup target add "$target"
+done
+
+"$repo/scripts/fetch-containerd.sh" "${WASMBOX_CONTAINERD:-2.1}" > /dev/null

@@ -1,9 +1,8 @@
 # wasmbox: `make demo` and `make test` set up everything on a fresh machine.
 
 CARGO ?= cargo
-APPS := hello sleeper exit-code cat trap
+APPS := hello sleeper exit-code cat trap fsprobe
 WASM_DIR := target/wasm32-wasip1/release
-IMAGES := $(addprefix target/images/,$(addsuffix .tar,$(APPS)))
 
 .PHONY: all deps build apps images demo test test-unit test-integration test-compat lint install clean
 
@@ -23,11 +22,13 @@ apps:
 	mkdir -p target/wasm
 	clang --target=wasm32-wasi -O2 -o target/wasm/c-hello.wasm images/c/hello.c
 
-target/images/%.tar: $(WASM_DIR)/%.wasm target/release/wasmbox-image
+# One OCI image tarball per sample app (cheap, so always rebuilt).
+images:
 	mkdir -p target/images
-	target/release/wasmbox-image --wasm $< --name docker.io/wasmbox/$*:latest --output $@
-
-images: $(IMAGES)
+	for app in $(APPS); do \
+		target/release/wasmbox-image --wasm $(WASM_DIR)/$$app.wasm \
+			--name docker.io/wasmbox/$$app:latest --output target/images/$$app.tar || exit 1; \
+	done
 
 ## demo: a private containerd running the sample images with ctr
 demo: build

@@ -18,7 +18,7 @@ pub mod protocol;
 pub mod rootfs;
 pub mod wasm;
 
-pub use plan::{plan_from_bundle, plan_from_spec, Preopen, RunPlan, DEFAULT_ENTRY};
+pub use plan::{plan_from_bundle, plan_from_spec, Preopen, RunPlan, SkippedMount, DEFAULT_ENTRY};
 pub use wasm::{detect_wasm, WasmKind};
 
 use std::path::PathBuf;
@@ -62,6 +62,8 @@ pub enum PlanError {
     BadEnv { entry: String },
     #[error("process.cwd {cwd:?} must be an absolute path")]
     RelativeCwd { cwd: String },
+    #[error("mount at {destination}: {reason}")]
+    Mount { destination: String, reason: String },
     #[error("process.terminal is true, but wasmbox does not support a terminal yet: run without -t/--tty")]
     TerminalUnsupported,
 }

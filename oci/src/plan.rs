@@ -42,8 +42,19 @@ pub struct RunPlan {
     pub env: Vec<(String, String)>,
     /// The container's working directory.
     pub cwd: String,
-    /// Directories the guest can reach; the rootfs is the first, at `/`.
+    /// Directories the guest can reach; the rootfs is the first, at `/`,
+    /// then one per bind mount, at its destination.
     pub preopens: Vec<Preopen>,
+    /// Mounts of the spec that mean nothing to a WASI guest, with why.
+    pub skipped_mounts: Vec<SkippedMount>,
+}
+
+/// A mount of the spec that was left out on purpose.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedMount {
+    pub destination: String,
+    pub kind: String,
+    pub reason: String,
 }
 
 /// Reads `<bundle>/config.json` and maps it onto a plan.
@@ -118,11 +129,18 @@ pub fn plan_from_spec(spec: &Spec, bundle: &Path) -> Result<RunPlan, PlanError> 
         return Err(PlanError::RelativeCwd { cwd });
     }
 
-    let preopens = vec![Preopen {
+    let mut preopens = vec![Preopen {
         host_path: rootfs,
         guest_path: "/".to_string(),
         read_only: root.readonly().unwrap_or(false),
     }];
+    let mut skipped_mounts = Vec::new();
+    for mount in spec.mounts().as_deref().unwrap_or_default() {
+        match map_mount(mount)? {
+            MountMapping::Preopen(preopen) => preopens.push(preopen),
+            MountMapping::Skipped(skipped) => skipped_mounts.push(skipped),
+        }
+    }
 
     Ok(RunPlan {
         module_guest_path,
@@ -133,7 +151,76 @@ pub fn plan_from_spec(spec: &Spec, bundle: &Path) -> Result<RunPlan, PlanError> 
         env,
         cwd,
         preopens,
+        skipped_mounts,
     })
+}
+
+enum MountMapping {
+    Preopen(Preopen),
+    Skipped(SkippedMount),
+}
+
+/// Kernel filesystems that have no WASI meaning: a guest cannot see
+/// processes, devices, sysfs or message queues.
+const KERNEL_FILESYSTEMS: &[&str] = &["proc", "sysfs", "devpts", "mqueue", "cgroup", "cgroup2"];
+
+/// A bind mount becomes a preopen at its destination, read-only if its
+/// options say `ro`; kernel filesystems and tmpfs are skipped with a reason.
+fn map_mount(mount: &oci_spec::runtime::Mount) -> Result<MountMapping, PlanError> {
+    let destination = mount.destination().to_string_lossy().into_owned();
+    let options = mount.options().as_deref().unwrap_or_default();
+    let kind = mount.typ().as_deref().unwrap_or("").to_string();
+    let is_bind = kind == "bind" || options.iter().any(|o| o == "bind" || o == "rbind");
+    if !is_bind {
+        let reason = if KERNEL_FILESYSTEMS.contains(&kind.as_str()) {
+            format!("{kind} has no meaning to a WASI guest")
+        } else if kind == "tmpfs" {
+            "tmpfs mounts are not given to WASI guests (bind a directory instead)".to_string()
+        } else {
+            format!("{kind:?} mounts are not supported for WASI guests, only bind mounts")
+        };
+        return Ok(MountMapping::Skipped(SkippedMount {
+            destination,
+            kind,
+            reason,
+        }));
+    }
+    if !destination.starts_with('/') {
+        return Err(PlanError::Mount {
+            destination,
+            reason: "the destination must be an absolute path".to_string(),
+        });
+    }
+    let source = mount.source().as_ref().ok_or_else(|| PlanError::Mount {
+        destination: destination.clone(),
+        reason: "a bind mount needs a source".to_string(),
+    })?;
+    match std::fs::metadata(source) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => {
+            // CRI binds /etc/hosts, /etc/resolv.conf and the like as files;
+            // WASI preopens are directories, so these are left out.
+            return Ok(MountMapping::Skipped(SkippedMount {
+                destination,
+                kind,
+                reason: format!(
+                    "its source {} is a file, and WASI preopens are directories",
+                    source.display()
+                ),
+            }));
+        }
+        Err(e) => {
+            return Err(PlanError::Mount {
+                destination,
+                reason: format!("its source {}: {e}", source.display()),
+            })
+        }
+    }
+    Ok(MountMapping::Preopen(Preopen {
+        host_path: source.clone(),
+        guest_path: destination,
+        read_only: options.iter().any(|o| o == "ro"),
+    }))
 }
 
 /// Splits `"/app.wasm#run"` into the path and the export to call.

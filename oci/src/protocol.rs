@@ -100,6 +100,7 @@ mod tests {
                 guest_path: "/".into(),
                 read_only: false,
             }],
+            skipped_mounts: Vec::new(),
         };
         let mut buf = Vec::new();
         write_plan(&mut buf, &plan).unwrap();

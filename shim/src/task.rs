@@ -218,6 +218,14 @@ impl Task for TaskService {
 
         let plan = wasmbox_oci::plan_from_bundle(&bundle)
             .map_err(|e| cleanup(error(Code::INVALID_ARGUMENT, e)))?;
+        for skipped in &plan.skipped_mounts {
+            log::info!(
+                "container {id}: mount at {} ({}) skipped on purpose: {}",
+                skipped.destination,
+                skipped.kind,
+                skipped.reason
+            );
+        }
         let stdio = (|| -> std::io::Result<RunnerStdio> {
             Ok(RunnerStdio {
                 stdin: stdio::open_input(&req.stdin)?,

@@ -291,29 +291,47 @@ pub fn wait_with_timeout(child: &mut Child, timeout: Duration) -> ExitStatus {
 /// Reads `child`'s stdout until a line equal to `line` arrives (at most
 /// `timeout`), returning the lines read so far.
 pub fn wait_for_line(child: &mut Child, line: &str, timeout: Duration) -> Vec<String> {
-    let stdout = child.stdout.take().expect("stdout piped");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for l in BufReader::new(stdout).lines() {
-            let Ok(l) = l else { break };
-            if tx.send(l).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + timeout;
-    let mut seen = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(l) => {
-                let done = l == line;
-                seen.push(l);
-                if done {
-                    return seen;
+    Lines::of(child).wait_for(|l| l == line, timeout)
+}
+
+/// The lines of a child's stdout, read as they come.
+pub struct Lines {
+    rx: std::sync::mpsc::Receiver<String>,
+}
+
+impl Lines {
+    /// Takes `child`'s piped stdout.
+    pub fn of(child: &mut Child) -> Self {
+        let stdout = child.stdout.take().expect("stdout piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(stdout).lines() {
+                let Ok(l) = l else { break };
+                if tx.send(l).is_err() {
+                    break;
                 }
             }
-            Err(_) => panic!("no line {line:?} within {timeout:?}; saw {seen:?}"),
+        });
+        Self { rx }
+    }
+
+    /// Reads until a line matches `done` (at most `timeout`), returning
+    /// the lines read, that one included.
+    pub fn wait_for(&mut self, done: impl Fn(&str) -> bool, timeout: Duration) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(l) => {
+                    let finished = done(&l);
+                    seen.push(l);
+                    if finished {
+                        return seen;
+                    }
+                }
+                Err(_) => panic!("no awaited line within {timeout:?}; saw {seen:#?}"),
+            }
         }
     }
 }

@@ -332,3 +332,46 @@ fn exec_is_refused_clearly_and_detached_tasks_clean_up() {
     );
     cd.assert_nothing_left();
 }
+
+#[test]
+fn task_events_are_published_in_order() {
+    let cd = Containerd::start();
+    let mut events_ctr = cd.spawn_ctr(&["events"]);
+    let mut events = Lines::of(&mut events_ctr);
+    let rootfs = rootfs_with(&[("/exit.wasm", &wasm("exit-code"))]);
+    // `ctr events` says nothing when its subscription is live: run a first
+    // container until its delete event shows, then the one we check.
+    let warmup = cd.run_rootfs(rootfs.path(), "warmup", &["/exit.wasm", "0"]);
+    assert_success(&warmup, "warm-up run");
+    events.wait_for(|l| l.contains("/tasks/delete"), Duration::from_secs(10));
+
+    let out = cd.run_rootfs(rootfs.path(), "events1", &["/exit.wasm", "7"]);
+    assert_eq!(out.status.code(), Some(7), "stderr: {}", stderr(&out));
+    let seen = events.wait_for(
+        |l| l.contains("/tasks/delete") && l.contains("events1"),
+        Duration::from_secs(10),
+    );
+    let _ = events_ctr.kill();
+    let _ = events_ctr.wait();
+    let ours: Vec<&String> = seen
+        .iter()
+        .filter(|l| l.contains("/tasks/") && l.contains("events1"))
+        .collect();
+    let topics: Vec<&str> = ours
+        .iter()
+        .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("/tasks/")))
+        .collect();
+    assert_eq!(
+        topics,
+        [
+            "/tasks/create",
+            "/tasks/start",
+            "/tasks/exit",
+            "/tasks/delete"
+        ],
+        "{seen:#?}"
+    );
+    let exit = ours.iter().find(|l| l.contains("/tasks/exit")).unwrap();
+    assert!(exit.contains("\"exit_status\":7"), "{exit}");
+    cd.assert_nothing_left();
+}

@@ -1,7 +1,7 @@
 # wasmbox: `make demo` and `make test` set up everything on a fresh machine.
 
 CARGO ?= cargo
-APPS := hello sleeper exit-code cat trap fsprobe
+APPS := hello sleeper exit-code cat trap fsprobe memhog busy
 WASM_DIR := target/wasm32-wasip1/release
 
 .PHONY: all deps build apps images demo test test-unit test-integration test-compat lint install clean

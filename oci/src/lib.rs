@@ -18,7 +18,9 @@ pub mod protocol;
 pub mod rootfs;
 pub mod wasm;
 
-pub use plan::{plan_from_bundle, plan_from_spec, Preopen, RunPlan, SkippedMount, DEFAULT_ENTRY};
+pub use plan::{
+    load_spec, plan_from_bundle, plan_from_spec, Preopen, RunPlan, SkippedMount, DEFAULT_ENTRY,
+};
 pub use wasm::{detect_wasm, WasmKind};
 
 use std::path::PathBuf;

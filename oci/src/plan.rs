@@ -47,6 +47,8 @@ pub struct RunPlan {
     pub preopens: Vec<Preopen>,
     /// Mounts of the spec that mean nothing to a WASI guest, with why.
     pub skipped_mounts: Vec<SkippedMount>,
+    /// `linux.resources.memory.limit`: no linear memory may grow past it.
+    pub memory_limit: Option<u64>,
 }
 
 /// A mount of the spec that was left out on purpose.
@@ -57,11 +59,15 @@ pub struct SkippedMount {
     pub reason: String,
 }
 
+/// Reads `<bundle>/config.json`.
+pub fn load_spec(bundle: &Path) -> Result<Spec, PlanError> {
+    let path = bundle.join("config.json");
+    Spec::load(&path).map_err(|source| PlanError::ReadSpec { path, source })
+}
+
 /// Reads `<bundle>/config.json` and maps it onto a plan.
 pub fn plan_from_bundle(bundle: &Path) -> Result<RunPlan, PlanError> {
-    let path = bundle.join("config.json");
-    let spec = Spec::load(&path).map_err(|source| PlanError::ReadSpec { path, source })?;
-    plan_from_spec(&spec, bundle)
+    plan_from_spec(&load_spec(bundle)?, bundle)
 }
 
 /// Maps a spec onto a plan. `bundle` anchors a relative `root.path`.
@@ -152,7 +158,21 @@ pub fn plan_from_spec(spec: &Spec, bundle: &Path) -> Result<RunPlan, PlanError> 
         cwd,
         preopens,
         skipped_mounts,
+        memory_limit: memory_limit(spec),
     })
+}
+
+/// The spec's memory limit, if it sets a positive one.
+fn memory_limit(spec: &Spec) -> Option<u64> {
+    let limit = spec
+        .linux()
+        .as_ref()?
+        .resources()
+        .as_ref()?
+        .memory()
+        .as_ref()?
+        .limit()?;
+    u64::try_from(limit).ok().filter(|l| *l > 0)
 }
 
 enum MountMapping {

@@ -6,13 +6,14 @@
 //!   task is started. If the shim closes it without that byte (the task was
 //!   deleted before it started, or the shim died), the runner exits quietly.
 //! - the *status* pipe (runner → shim) carries one line once the runner has
-//!   loaded and checked the module: `ok`, or `error <message>`. Then the
-//!   runner closes it.
+//!   loaded and checked the module: `ok`, or `error <message>`. After `ok`
+//!   it stays open for notices about the running guest: `oom` when the guest
+//!   was stopped for memory. It closes when the runner exits.
 //!
 //! So a bad module fails the Create call with the runner's message, and
 //! Start only has to write one byte.
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 
 use crate::RunPlan;
 
@@ -62,11 +63,29 @@ pub fn write_status(mut w: impl Write, status: Result<(), &str>) -> io::Result<(
     w.flush()
 }
 
+/// The notice a runner sends when its guest was stopped for memory.
+pub const OOM_NOTICE: &str = "oom";
+
+/// Writes a notice about the running guest, such as [`OOM_NOTICE`].
+pub fn write_notice(mut w: impl Write, notice: &str) -> io::Result<()> {
+    w.write_all(format!("{notice}\n").as_bytes())?;
+    w.flush()
+}
+
+/// Reads the next notice; `None` once the runner has exited.
+pub fn read_notice(r: &mut impl BufRead) -> io::Result<Option<String>> {
+    let mut line = String::new();
+    if r.read_line(&mut line)? == 0 {
+        return Ok(None);
+    }
+    Ok(Some(line.trim_end().to_string()))
+}
+
 /// Reads what [`write_status`] wrote. A runner that closed the pipe without
 /// a status (it crashed or was killed) gives an error saying so.
-pub fn read_status(mut r: impl Read) -> io::Result<Result<(), String>> {
+pub fn read_status(r: &mut impl BufRead) -> io::Result<Result<(), String>> {
     let mut line = String::new();
-    r.read_to_string(&mut line)?;
+    r.read_line(&mut line)?;
     let line = line.trim_end();
     Ok(match line {
         "ok" => Ok(()),
@@ -101,6 +120,7 @@ mod tests {
                 read_only: false,
             }],
             skipped_mounts: Vec::new(),
+            memory_limit: Some(64 << 20),
         };
         let mut buf = Vec::new();
         write_plan(&mut buf, &plan).unwrap();
@@ -109,15 +129,20 @@ mod tests {
         let mut buf = Vec::new();
         write_status(&mut buf, Err("bad\nmodule")).unwrap();
         assert_eq!(
-            read_status(&buf[..]).unwrap(),
+            read_status(&mut &buf[..]).unwrap(),
             Err("bad module".to_string())
         );
         let mut buf = Vec::new();
         write_status(&mut buf, Ok(())).unwrap();
-        assert_eq!(read_status(&buf[..]).unwrap(), Ok(()));
-        assert!(read_status(&b""[..])
-            .unwrap()
-            .unwrap_err()
-            .contains("exited before"));
+        write_notice(&mut buf, OOM_NOTICE).unwrap();
+        let mut reader = &buf[..];
+        assert_eq!(read_status(&mut reader).unwrap(), Ok(()));
+        assert_eq!(
+            read_notice(&mut reader).unwrap().as_deref(),
+            Some(OOM_NOTICE)
+        );
+        assert_eq!(read_notice(&mut reader).unwrap(), None);
+        let empty = read_status(&mut &b""[..]).unwrap();
+        assert!(empty.unwrap_err().contains("exited before"));
     }
 }

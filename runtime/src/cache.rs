@@ -150,9 +150,14 @@ mod tests {
         let (module, second) = cache.load_or_compile(&engine, EMPTY_START).unwrap();
         assert_eq!(second, CacheOutcome::Hit);
         assert!(module.get_export("_start").is_some());
+        // A loaded module maps its entry; entries are only ever replaced
+        // by rename, never rewritten in place, so live mappings stay valid.
+        drop(module);
 
         let entry = cache.entry_path(&engine, EMPTY_START);
-        std::fs::write(&entry, b"not a compiled module").unwrap();
+        let corrupt = dir.path().join("corrupt");
+        std::fs::write(&corrupt, b"not a compiled module").unwrap();
+        std::fs::rename(&corrupt, &entry).unwrap();
         let (_, third) = cache.load_or_compile(&engine, EMPTY_START).unwrap();
         assert_eq!(third, CacheOutcome::Compiled);
         let entries = std::fs::read_dir(dir.path().join("cache")).unwrap().count();

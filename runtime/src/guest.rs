@@ -11,6 +11,11 @@
 //! - the guest calls `proc_exit(n)`: n;
 //! - the guest traps: [`TRAP_EXIT_CODE`] (134, as a native program that
 //!   aborts), with the trap message on the container's stderr;
+//! - the guest is stopped for memory — it asked to grow a linear memory
+//!   past `linux.resources.memory.limit`, the grow failed, and it then
+//!   trapped or aborted: [`OOM_EXIT_CODE`] (137, what the kernel's OOM
+//!   killer gives under runc), the reason on stderr, and the runner tells
+//!   the shim, which publishes a TaskOOM event (Kubernetes: OOMKilled);
 //! - SIGTERM / SIGKILL from `ctr task kill`: 143 / 137, as the shim reports
 //!   any signal death as 128 + the signal number.
 
@@ -22,12 +27,17 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
 use crate::cache::{CacheOutcome, ModuleCache};
+use crate::limits::{MemoryLimiter, RefusedGrowth};
 use crate::RuntimeError;
 
 /// The exit code of a guest that trapped: that of a native program killed by
 /// SIGABRT, which is what a trap is closest to. Deliberately not 137, so a
 /// trap is never mistaken for a kill or an OOM.
 pub const TRAP_EXIT_CODE: i32 = 134;
+
+/// The exit code of a guest stopped for memory: the same as a container
+/// the kernel's OOM killer stopped, so tools that know one know the other.
+pub const OOM_EXIT_CODE: i32 = 137;
 
 /// How a guest ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +46,8 @@ pub enum ExitReason {
     Exited(i32),
     /// Trapped; carries wasmtime's message with the wasm backtrace.
     Trapped(String),
+    /// Trapped after a memory growth past the limit was refused.
+    OutOfMemory(RefusedGrowth),
 }
 
 impl ExitReason {
@@ -44,14 +56,21 @@ impl ExitReason {
         match self {
             ExitReason::Exited(code) => *code,
             ExitReason::Trapped(_) => TRAP_EXIT_CODE,
+            ExitReason::OutOfMemory(_) => OOM_EXIT_CODE,
         }
     }
 }
 
+/// What the store holds for the guest.
+struct GuestState {
+    wasi: WasiP1Ctx,
+    limiter: MemoryLimiter,
+}
+
 /// A guest that is ready to run.
 pub struct PreparedGuest {
-    store: Store<WasiP1Ctx>,
-    instance_pre: InstancePre<WasiP1Ctx>,
+    store: Store<GuestState>,
+    instance_pre: InstancePre<GuestState>,
     entry: String,
     guest_path: String,
     /// Whether the module came from the cache, for logs and tests.
@@ -82,8 +101,8 @@ impl PreparedGuest {
                 })?;
         check_entry(&module, &guest_path, &plan.entry)?;
 
-        let mut linker: Linker<WasiP1Ctx> = Linker::new(engine);
-        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |ctx| ctx)
+        let mut linker: Linker<GuestState> = Linker::new(engine);
+        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |state| &mut state.wasi)
             .map_err(|e| RuntimeError::Engine(format!("cannot add WASI to the linker: {e:#}")))?;
         let instance_pre = linker
             .instantiate_pre(&module)
@@ -92,9 +111,14 @@ impl PreparedGuest {
                 reason: format!("{e:#}"),
             })?;
 
-        let wasi = wasi_context(plan)?;
+        let state = GuestState {
+            wasi: wasi_context(plan)?,
+            limiter: MemoryLimiter::new(plan.memory_limit),
+        };
+        let mut store = Store::new(engine, state);
+        store.limiter(|state| &mut state.limiter);
         Ok(Self {
-            store: Store::new(engine, wasi),
+            store,
             instance_pre,
             entry: plan.entry.clone(),
             guest_path,
@@ -116,18 +140,36 @@ impl PreparedGuest {
             });
         let reason = match result {
             Ok(()) => ExitReason::Exited(0),
-            Err(e) => match e.downcast_ref::<I32Exit>() {
-                Some(exit) => ExitReason::Exited(exit.0),
-                None => ExitReason::Trapped(format!("{e:?}")),
+            Err(e) => match (
+                e.downcast_ref::<I32Exit>(),
+                self.store.data().limiter.refused(),
+            ) {
+                (Some(exit), _) => ExitReason::Exited(exit.0),
+                (None, Some(refused)) => ExitReason::OutOfMemory(refused),
+                (None, None) => ExitReason::Trapped(format!("{e:?}")),
             },
         };
         let _ = std::io::stdout().flush();
-        if let ExitReason::Trapped(message) = &reason {
-            let _ = writeln!(
-                std::io::stderr(),
-                "wasmbox: {} trapped (exit code {TRAP_EXIT_CODE}): {message}",
-                self.guest_path
-            );
+        let mut stderr = std::io::stderr();
+        match &reason {
+            ExitReason::Trapped(message) => {
+                let _ = writeln!(
+                    stderr,
+                    "wasmbox: {} trapped (exit code {TRAP_EXIT_CODE}): {message}",
+                    self.guest_path
+                );
+            }
+            ExitReason::OutOfMemory(refused) => {
+                let _ = writeln!(
+                    stderr,
+                    "wasmbox: {} stopped: out of memory (exit code {OOM_EXIT_CODE}): it asked for \
+                     {} MiB of linear memory, and the container's memory limit is {} MiB",
+                    self.guest_path,
+                    refused.desired >> 20,
+                    refused.limit >> 20
+                );
+            }
+            ExitReason::Exited(_) => {}
         }
         reason
     }

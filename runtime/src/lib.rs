@@ -3,14 +3,16 @@
 //! - [`engine`]: the one `Engine` of a runner process, with its settings.
 //! - [`cache`]: the on-disk compiled-module cache, keyed by the module's
 //!   sha256 and the engine's settings, so a module is compiled once per node.
+//! - [`limits`]: the guest's memory limit, and telling an OOM from a trap.
 //! - [`guest`]: loading a [`wasmbox_oci::RunPlan`]'s module, checking it can
 //!   run (valid, imports satisfied, entry export present) and running it.
 
 pub mod cache;
 pub mod engine;
 pub mod guest;
+pub mod limits;
 
-pub use guest::{ExitReason, PreparedGuest, TRAP_EXIT_CODE};
+pub use guest::{ExitReason, PreparedGuest, OOM_EXIT_CODE, TRAP_EXIT_CODE};
 
 use std::path::PathBuf;
 

@@ -13,10 +13,10 @@ use std::io::Read;
 use std::os::fd::{FromRawFd, RawFd};
 use std::process::ExitCode;
 
-use wasmbox_oci::protocol::{read_plan, write_status, START};
+use wasmbox_oci::protocol::{read_plan, write_notice, write_status, OOM_NOTICE, START};
 use wasmbox_runtime::cache::ModuleCache;
 use wasmbox_runtime::engine::new_engine;
-use wasmbox_runtime::PreparedGuest;
+use wasmbox_runtime::{ExitReason, PreparedGuest};
 
 /// Exit code when the runner itself cannot work (bad invocation, broken pipe).
 const RUNNER_FAILURE: u8 = 125;
@@ -77,15 +77,16 @@ fn main() -> ExitCode {
             PreparedGuest::prepare(&engine, &ModuleCache::from_env(), &plan)
                 .map_err(|e| e.to_string())
         });
+    let mut status = status;
     let guest = match prepared {
         Ok(guest) => {
-            if write_status(status, Ok(())).is_err() {
+            if write_status(&mut status, Ok(())).is_err() {
                 return ExitCode::from(RUNNER_FAILURE);
             }
             guest
         }
         Err(message) => {
-            let _ = write_status(status, Err(&message));
+            let _ = write_status(&mut status, Err(&message));
             return ExitCode::from(RUNNER_FAILURE);
         }
     };
@@ -98,7 +99,12 @@ fn main() -> ExitCode {
     }
     drop(control);
 
-    let code = guest.run().exit_code();
+    let reason = guest.run();
+    if matches!(reason, ExitReason::OutOfMemory(_)) {
+        // The shim turns this into a TaskOOM event.
+        let _ = write_notice(&mut status, OOM_NOTICE);
+    }
+    let code = reason.exit_code();
     // Exit codes are 8 bits; proc_exit's i32 is truncated as the kernel would.
     std::process::exit(code)
 }

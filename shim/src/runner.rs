@@ -10,6 +10,7 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
+use std::io::BufReader;
 use wasmbox_oci::protocol::{read_status, write_plan};
 use wasmbox_oci::RunPlan;
 
@@ -34,6 +35,8 @@ pub struct PreparedRunner {
     pub exit: ExitReceiver,
     /// The control pipe; the start byte goes here.
     pub control: File,
+    /// The status pipe, for notices about the running guest.
+    pub notices: BufReader<File>,
 }
 
 /// The container's stdio, already opened.
@@ -44,6 +47,8 @@ pub struct RunnerStdio {
 }
 
 /// Starts a runner for `plan` and waits until it is ready or has failed.
+/// `confine` runs on the new runner's pid before it reads its plan (to put
+/// it in the container's cgroup before it allocates anything).
 ///
 /// On failure the runner is gone (it exits by itself after reporting, or is
 /// killed here) and the error is the message for the user.
@@ -52,6 +57,7 @@ pub async fn prepare(
     plan: &RunPlan,
     stdio: RunnerStdio,
     exits: &ExitRegistry,
+    confine: impl FnOnce(u32) -> Result<(), String>,
 ) -> Result<PreparedRunner, String> {
     let runner = runner_path().map_err(|e| format!("cannot locate wasmbox-runner: {e}"))?;
     let (control_read, control_write) = pipe()?;
@@ -97,20 +103,31 @@ pub async fn prepare(
     let pid = child.id();
 
     let plan = plan.clone();
-    let ready = tokio::task::spawn_blocking(move || {
-        let mut control = File::from(control_write);
-        write_plan(&mut control, &plan)
-            .map_err(|e| format!("cannot hand the run plan to the runner: {e}"))?;
-        let status = read_status(File::from(status_read))
-            .map_err(|e| format!("cannot read the runner's status: {e}"))?;
-        status.map(|()| control)
-    })
-    .await
-    .map_err(|e| format!("runner set-up task failed: {e}"))
-    .and_then(|r| r);
+    let confined = confine(pid);
+    let ready = async move {
+        confined?;
+        tokio::task::spawn_blocking(move || {
+            let mut control = File::from(control_write);
+            write_plan(&mut control, &plan)
+                .map_err(|e| format!("cannot hand the run plan to the runner: {e}"))?;
+            let mut notices = BufReader::new(File::from(status_read));
+            let status = read_status(&mut notices)
+                .map_err(|e| format!("cannot read the runner's status: {e}"))?;
+            status.map(|()| (control, notices))
+        })
+        .await
+        .map_err(|e| format!("runner set-up task failed: {e}"))
+        .and_then(|r| r)
+    }
+    .await;
 
     match ready {
-        Ok(control) => Ok(PreparedRunner { pid, exit, control }),
+        Ok((control, notices)) => Ok(PreparedRunner {
+            pid,
+            exit,
+            control,
+            notices,
+        }),
         Err(message) => {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid as i32),

@@ -13,15 +13,18 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use containerd_shim::api::{
-    ConnectRequest, ConnectResponse, CreateTaskRequest, CreateTaskResponse, DeleteRequest,
-    DeleteResponse, Empty, ExecProcessRequest, KillRequest, PidsRequest, PidsResponse,
-    ShutdownRequest, StartRequest, StartResponse, StateRequest, StateResponse, StatsRequest,
-    StatsResponse, WaitRequest, WaitResponse,
+    CheckpointTaskRequest, CloseIORequest, ConnectRequest, ConnectResponse, CreateTaskRequest,
+    CreateTaskResponse, DeleteRequest, DeleteResponse, Empty, ExecProcessRequest, KillRequest,
+    PauseRequest, PidsRequest, PidsResponse, ResizePtyRequest, ResumeRequest, ShutdownRequest,
+    StartRequest, StartResponse, StateRequest, StateResponse, StatsRequest, StatsResponse,
+    UpdateTaskRequest, WaitRequest, WaitResponse,
 };
 use containerd_shim::asynchronous::monitor::monitor_subscribe;
 use containerd_shim::event::Event;
 use containerd_shim::monitor::{Subject, Topic};
-use containerd_shim::protos::events::task::{TaskCreate, TaskDelete, TaskExit, TaskIO, TaskStart};
+use containerd_shim::protos::events::task::{
+    TaskCreate, TaskDelete, TaskExit, TaskIO, TaskOOM, TaskPaused, TaskResumed, TaskStart,
+};
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim::protos::protobuf::MessageField;
 use containerd_shim::protos::ttrpc::{self, context::Context, Code};
@@ -31,7 +34,9 @@ use containerd_shim::{ExitSignal, Task, TtrpcContext};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tokio::sync::Mutex;
+use wasmbox_oci::protocol::{read_notice, OOM_NOTICE};
 
+use crate::cgroup::ContainerCgroup;
 use crate::exits::{ExitInfo, ExitReceiver, ExitRegistry};
 use crate::runner::{self, RunnerStdio};
 use crate::{rootfs, stdio};
@@ -50,6 +55,8 @@ struct Container {
     control: Option<File>,
     /// Where the shim mounted the rootfs, to unmount at delete.
     mounted_rootfs: Option<PathBuf>,
+    cgroup: Option<ContainerCgroup>,
+    paused: bool,
 }
 
 impl Container {
@@ -58,10 +65,11 @@ impl Container {
     }
 
     fn status(&self) -> Status {
-        match (self.exited(), self.started) {
-            (Some(_), _) => Status::STOPPED,
-            (None, true) => Status::RUNNING,
-            (None, false) => Status::CREATED,
+        match (self.exited(), self.started, self.paused) {
+            (Some(_), _, _) => Status::STOPPED,
+            (None, _, true) => Status::PAUSED,
+            (None, true, false) => Status::RUNNING,
+            (None, false, false) => Status::CREATED,
         }
     }
 }
@@ -132,6 +140,29 @@ impl TaskService {
     }
 }
 
+impl TaskService {
+    /// Reads the runner's notices until it exits; an OOM notice becomes a
+    /// TaskOOM event, which CRI reports as the reason OOMKilled.
+    fn watch_notices(&self, id: &str, mut notices: std::io::BufReader<File>) {
+        let inner = self.inner.clone();
+        let id = id.to_string();
+        let handle = tokio::runtime::Handle::current();
+        std::thread::spawn(move || {
+            while let Ok(Some(notice)) = read_notice(&mut notices) {
+                if notice == OOM_NOTICE {
+                    log::info!("container {id}: guest stopped for memory");
+                    let event = TaskOOM {
+                        container_id: id.clone(),
+                        ..Default::default()
+                    };
+                    let inner = inner.clone();
+                    handle.spawn(async move { inner.publish(event).await });
+                }
+            }
+        });
+    }
+}
+
 impl Inner {
     async fn publish(&self, event: impl Event + 'static) {
         let topic = event.topic();
@@ -154,6 +185,20 @@ fn timestamp(at: SystemTime) -> Timestamp {
         nanos: since.subsec_nanos() as i32,
         ..Default::default()
     }
+}
+
+/// Whether the runtime options (containerd's `SystemdCgroup`) ask for
+/// systemd to manage cgroups.
+fn systemd_cgroup(req: &CreateTaskRequest) -> bool {
+    use containerd_shim::bootstrap::any_is;
+    use containerd_shim::protos::protobuf::Message;
+    use containerd_shim::protos::shim::oci::Options;
+    req.options
+        .as_ref()
+        .filter(|any| any_is::<Options>(any))
+        .and_then(|any| Options::parse_from_bytes(&any.value).ok())
+        .map(|options| options.systemd_cgroup)
+        .unwrap_or(false)
 }
 
 fn error(code: Code, message: impl ToString) -> ttrpc::Error {
@@ -216,7 +261,9 @@ impl Task for TaskService {
             e
         };
 
-        let plan = wasmbox_oci::plan_from_bundle(&bundle)
+        let spec = wasmbox_oci::load_spec(&bundle)
+            .map_err(|e| cleanup(error(Code::INVALID_ARGUMENT, e)))?;
+        let plan = wasmbox_oci::plan_from_spec(&spec, &bundle)
             .map_err(|e| cleanup(error(Code::INVALID_ARGUMENT, e)))?;
         for skipped in &plan.skipped_mounts {
             log::info!(
@@ -240,14 +287,31 @@ impl Task for TaskService {
             ))
         })?;
 
-        let prepared = runner::prepare(&id, &plan, stdio, &self.inner.exits)
-            .await
+        let linux = spec.linux().as_ref();
+        let cgroups_path = linux
+            .and_then(|l| l.cgroups_path().as_ref())
+            .map(|p| p.to_string_lossy().into_owned())
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| format!("/wasmbox/{id}"));
+        let resources = linux.and_then(|l| l.resources().as_ref());
+        let mut cgroup = ContainerCgroup::create(&cgroups_path, systemd_cgroup(&req), resources)
             .map_err(|e| cleanup(error(Code::INVALID_ARGUMENT, e)))?;
+
+        let prepared =
+            runner::prepare(&id, &plan, stdio, &self.inner.exits, |pid| cgroup.add(pid)).await;
+        let prepared = match prepared {
+            Ok(prepared) => prepared,
+            Err(e) => {
+                cgroup.destroy();
+                return Err(cleanup(error(Code::INVALID_ARGUMENT, e)));
+            }
+        };
         let pid = prepared.pid;
         log::info!(
             "container {id}: runner {pid} ready for {}",
             plan.module_guest_path
         );
+        self.watch_notices(&id, prepared.notices);
         if let Err(e) = std::fs::write(bundle.join("runner.pid"), pid.to_string()) {
             log::warn!(
                 "cannot record the runner's pid in {}: {e}",
@@ -272,6 +336,8 @@ impl Task for TaskService {
                 exit: prepared.exit,
                 control: Some(prepared.control),
                 mounted_rootfs,
+                cgroup: Some(cgroup),
+                paused: false,
             },
         );
         self.inner
@@ -402,7 +468,7 @@ impl Task for TaskService {
             .await
             .ok()
             .and_then(|r| r.ok().and_then(|e| *e));
-        let container = self
+        let mut container = self
             .inner
             .containers
             .lock()
@@ -411,6 +477,9 @@ impl Task for TaskService {
             .ok_or_else(|| not_found(&req.id))?;
         if let Some(target) = &container.mounted_rootfs {
             rootfs::unmount(target);
+        }
+        if let Some(cgroup) = container.cgroup.as_mut() {
+            cgroup.destroy();
         }
         let _ = std::fs::remove_file(container.bundle.join("runner.pid"));
         self.inner.exits.forget(container.pid as i32);
@@ -489,9 +558,114 @@ impl Task for TaskService {
 
     async fn stats(&self, _ctx: &TtrpcContext, req: StatsRequest) -> ttrpc::Result<StatsResponse> {
         let containers = self.inner.containers.lock().await;
-        containers.get(&req.id).ok_or_else(|| not_found(&req.id))?;
-        // Cgroup metrics come with cgroup support; until then, no numbers.
-        Ok(StatsResponse::default())
+        let container = containers.get(&req.id).ok_or_else(|| not_found(&req.id))?;
+        let cgroup = container
+            .cgroup
+            .as_ref()
+            .ok_or_else(|| error(Code::FAILED_PRECONDITION, "the container has no cgroup"))?;
+        let stats = cgroup.metrics().map_err(|e| error(Code::INTERNAL, e))?;
+        Ok(StatsResponse {
+            stats: MessageField::some(stats),
+            ..Default::default()
+        })
+    }
+
+    async fn pause(&self, _ctx: &TtrpcContext, req: PauseRequest) -> ttrpc::Result<Empty> {
+        {
+            let mut containers = self.inner.containers.lock().await;
+            let container = containers
+                .get_mut(&req.id)
+                .ok_or_else(|| not_found(&req.id))?;
+            let cgroup = container
+                .cgroup
+                .as_ref()
+                .ok_or_else(|| error(Code::FAILED_PRECONDITION, "the container has no cgroup"))?;
+            cgroup.freeze().map_err(|e| error(Code::INTERNAL, e))?;
+            container.paused = true;
+        }
+        self.inner
+            .publish(TaskPaused {
+                container_id: req.id,
+                ..Default::default()
+            })
+            .await;
+        Ok(Empty::new())
+    }
+
+    async fn resume(&self, _ctx: &TtrpcContext, req: ResumeRequest) -> ttrpc::Result<Empty> {
+        {
+            let mut containers = self.inner.containers.lock().await;
+            let container = containers
+                .get_mut(&req.id)
+                .ok_or_else(|| not_found(&req.id))?;
+            let cgroup = container
+                .cgroup
+                .as_ref()
+                .ok_or_else(|| error(Code::FAILED_PRECONDITION, "the container has no cgroup"))?;
+            cgroup.thaw().map_err(|e| error(Code::INTERNAL, e))?;
+            container.paused = false;
+        }
+        self.inner
+            .publish(TaskResumed {
+                container_id: req.id,
+                ..Default::default()
+            })
+            .await;
+        Ok(Empty::new())
+    }
+
+    async fn update(&self, _ctx: &TtrpcContext, req: UpdateTaskRequest) -> ttrpc::Result<Empty> {
+        let resources = req
+            .resources
+            .as_ref()
+            .ok_or_else(|| error(Code::INVALID_ARGUMENT, "update carries no resources"))?;
+        let resources: oci_spec::runtime::LinuxResources = serde_json::from_slice(&resources.value)
+            .map_err(|e| {
+                error(
+                    Code::INVALID_ARGUMENT,
+                    format!("update resources are not LinuxResources JSON: {e}"),
+                )
+            })?;
+        let mut containers = self.inner.containers.lock().await;
+        let container = containers
+            .get_mut(&req.id)
+            .ok_or_else(|| not_found(&req.id))?;
+        let cgroup = container
+            .cgroup
+            .as_mut()
+            .ok_or_else(|| error(Code::FAILED_PRECONDITION, "the container has no cgroup"))?;
+        cgroup
+            .update(&resources)
+            .map_err(|e| error(Code::INTERNAL, e))?;
+        Ok(Empty::new())
+    }
+
+    async fn checkpoint(
+        &self,
+        _ctx: &TtrpcContext,
+        _req: CheckpointTaskRequest,
+    ) -> ttrpc::Result<Empty> {
+        Err(error(
+            Code::UNIMPLEMENTED,
+            "checkpoint is not supported for wasm containers",
+        ))
+    }
+
+    async fn close_io(&self, _ctx: &TtrpcContext, _req: CloseIORequest) -> ttrpc::Result<Empty> {
+        // stdin is copied by a thread that ends when the client closes its
+        // side of the fifo, which is what CloseIO announces.
+        Ok(Empty::new())
+    }
+
+    async fn resize_pty(
+        &self,
+        _ctx: &TtrpcContext,
+        _req: ResizePtyRequest,
+    ) -> ttrpc::Result<Empty> {
+        Err(error(
+            Code::FAILED_PRECONDITION,
+            "the container has no terminal: wasmbox does not support -t yet",
+        ))
     }
 
     async fn exec(&self, _ctx: &TtrpcContext, _req: ExecProcessRequest) -> ttrpc::Result<Empty> {

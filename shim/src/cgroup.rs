@@ -1,0 +1,276 @@
+//! A container's cgroup: limits from `linux.resources`, metrics for Stats,
+//! the freezer for pause/resume, and new limits for Update.
+//!
+//! The runner is put in the cgroup the spec names in `linux.cgroupsPath`,
+//! with both of its forms: a cgroupfs path (`/default/web`), and systemd's
+//! `slice:prefix:name`. The systemd form goes through systemd over D-Bus
+//! when the `SystemdCgroup` runtime option is set and systemd runs on the
+//! node; otherwise it is expanded to the cgroupfs path systemd would use
+//! (`/kubepods.slice/kubepods-pod1.slice/cri-containerd-abc.scope`). Both
+//! cgroup v1 (including v1/v2 hybrids) and v2 work; the `cgroups-rs` crate
+//! does the file work.
+
+use cgroups_rs::manager::is_systemd_cgroup;
+use cgroups_rs::{CgroupPid, FreezerState, FsManager, Manager, SystemdManager};
+use containerd_shim::protos::cgroups::metrics as v1;
+use containerd_shim::protos::cgroups_v2::metrics as v2;
+use containerd_shim::protos::protobuf::well_known_types::any::Any;
+use containerd_shim::protos::protobuf::{Message, MessageField};
+use oci_spec::runtime::LinuxResources;
+
+/// The cgroup of one container.
+pub struct ContainerCgroup {
+    manager: Box<dyn Manager>,
+    path: String,
+    resources: Option<LinuxResources>,
+}
+
+impl ContainerCgroup {
+    /// Prepares the cgroup at `cgroups_path`; [`Self::add`] creates it.
+    pub fn create(
+        cgroups_path: &str,
+        use_systemd: bool,
+        resources: Option<&LinuxResources>,
+    ) -> Result<Self, String> {
+        let manager: Box<dyn Manager> = if is_systemd_cgroup(cgroups_path) {
+            if use_systemd && std::path::Path::new("/run/systemd/system").exists() {
+                Box::new(
+                    SystemdManager::new(cgroups_path)
+                        .map_err(|e| format!("cgroup {cgroups_path} (systemd): {e}"))?,
+                )
+            } else {
+                let path = systemd_to_cgroupfs(cgroups_path)?;
+                Box::new(fs_manager(&path)?)
+            }
+        } else {
+            Box::new(fs_manager(cgroups_path)?)
+        };
+        Ok(Self {
+            manager,
+            path: cgroups_path.to_string(),
+            resources: resources.cloned(),
+        })
+    }
+
+    /// Creates the cgroup, moves `pid` into it and applies the limits.
+    /// On failure the cgroup is removed again.
+    pub fn add(&mut self, pid: u32) -> Result<(), String> {
+        let added = self
+            .manager
+            .add_proc(CgroupPid { pid: pid as u64 })
+            .map_err(|e| format!("cannot put process {pid} in cgroup {}: {e}", self.path))
+            .and_then(|()| match &self.resources {
+                Some(resources) => self.manager.set(resources).map_err(|e| {
+                    format!("cannot apply linux.resources to cgroup {}: {e}", self.path)
+                }),
+                None => Ok(()),
+            });
+        if added.is_err() {
+            self.destroy();
+        }
+        added
+    }
+
+    /// Applies new limits (the Update call).
+    pub fn update(&mut self, resources: &LinuxResources) -> Result<(), String> {
+        self.manager
+            .set(resources)
+            .map_err(|e| format!("cannot update cgroup {}: {e}", self.path))
+    }
+
+    pub fn freeze(&self) -> Result<(), String> {
+        self.manager
+            .freeze(FreezerState::Frozen)
+            .map_err(|e| format!("cannot freeze cgroup {}: {e}", self.path))
+    }
+
+    pub fn thaw(&self) -> Result<(), String> {
+        self.manager
+            .freeze(FreezerState::Thawed)
+            .map_err(|e| format!("cannot thaw cgroup {}: {e}", self.path))
+    }
+
+    /// Removes the cgroup; logs what fails.
+    pub fn destroy(&mut self) {
+        if let Err(e) = self.manager.destroy() {
+            log::warn!("cannot remove cgroup {}: {e}", self.path);
+        }
+    }
+
+    /// The cgroup's metrics, as the v1 or v2 `Metrics` message containerd
+    /// expects for this host's cgroup mode.
+    pub fn metrics(&self) -> Result<Any, String> {
+        let stats = self.manager.stats();
+        let (type_url, bytes) = if self.manager.v2() {
+            (
+                "io.containerd.cgroups.v2.Metrics",
+                v2_metrics(&stats).write_to_bytes(),
+            )
+        } else {
+            (
+                "io.containerd.cgroups.v1.Metrics",
+                v1_metrics(&stats).write_to_bytes(),
+            )
+        };
+        Ok(Any {
+            type_url: type_url.to_string(),
+            value: bytes.map_err(|e| format!("cannot encode metrics: {e}"))?,
+            ..Default::default()
+        })
+    }
+}
+
+/// A cgroupfs manager for `path`, which is relative to the hierarchy root
+/// whether or not it starts with `/` (cgroups-rs joins it as relative).
+fn fs_manager(path: &str) -> Result<FsManager, String> {
+    FsManager::new(path.trim_start_matches('/')).map_err(|e| format!("cgroup {path}: {e}"))
+}
+
+fn v1_metrics(stats: &cgroups_rs::CgroupStats) -> v1::Metrics {
+    let cpu = stats.cpu.cpu_acct.as_ref();
+    let throttling = stats.cpu.cpu_throttling.as_ref();
+    let memory = stats.memory.memory.as_ref();
+    v1::Metrics {
+        pids: MessageField::some(v1::PidsStat {
+            current: stats.pids.current,
+            limit: stats.pids.limit.max(0) as u64,
+            ..Default::default()
+        }),
+        cpu: MessageField::some(v1::CPUStat {
+            usage: MessageField::some(v1::CPUUsage {
+                total: cpu.map(|c| c.total_usage).unwrap_or_default(),
+                kernel: cpu.map(|c| c.system_usage).unwrap_or_default(),
+                user: cpu.map(|c| c.user_usage).unwrap_or_default(),
+                per_cpu: cpu.map(|c| c.usage_percpu.clone()).unwrap_or_default(),
+                ..Default::default()
+            }),
+            throttling: MessageField::some(v1::Throttle {
+                periods: throttling.map(|t| t.periods).unwrap_or_default(),
+                throttled_periods: throttling.map(|t| t.throttled_periods).unwrap_or_default(),
+                throttled_time: throttling.map(|t| t.throttled_time).unwrap_or_default(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        memory: MessageField::some(v1::MemoryStat {
+            cache: stats.memory.cache,
+            rss: stats.memory.rss,
+            rss_huge: stats.memory.rss_huge,
+            mapped_file: stats.memory.mapped_file,
+            pg_fault: stats.memory.pgfault,
+            pg_maj_fault: stats.memory.pgmajfault,
+            total_cache: stats.memory.total_cache,
+            total_rss: stats.memory.total_rss,
+            usage: MessageField::some(v1::MemoryEntry {
+                usage: memory.map(|m| m.usage).unwrap_or_default(),
+                max: memory.map(|m| m.max_usage).unwrap_or_default(),
+                limit: memory.map(|m| m.limit.max(0) as u64).unwrap_or_default(),
+                failcnt: memory.map(|m| m.fail_cnt).unwrap_or_default(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn v2_metrics(stats: &cgroups_rs::CgroupStats) -> v2::Metrics {
+    let cpu = stats.cpu.cpu_acct.as_ref();
+    let throttling = stats.cpu.cpu_throttling.as_ref();
+    let memory = stats.memory.memory.as_ref();
+    v2::Metrics {
+        pids: MessageField::some(v2::PidsStat {
+            current: stats.pids.current,
+            limit: stats.pids.limit.max(0) as u64,
+            ..Default::default()
+        }),
+        cpu: MessageField::some(v2::CPUStat {
+            usage_usec: cpu.map(|c| c.total_usage / 1000).unwrap_or_default(),
+            user_usec: cpu.map(|c| c.user_usage / 1000).unwrap_or_default(),
+            system_usec: cpu.map(|c| c.system_usage / 1000).unwrap_or_default(),
+            nr_periods: throttling.map(|t| t.periods).unwrap_or_default(),
+            nr_throttled: throttling.map(|t| t.throttled_periods).unwrap_or_default(),
+            throttled_usec: throttling
+                .map(|t| t.throttled_time / 1000)
+                .unwrap_or_default(),
+            ..Default::default()
+        }),
+        memory: MessageField::some(v2::MemoryStat {
+            usage: memory.map(|m| m.usage).unwrap_or_default(),
+            max_usage: memory.map(|m| m.max_usage).unwrap_or_default(),
+            usage_limit: memory.map(|m| m.limit.max(0) as u64).unwrap_or_default(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// `slice:prefix:name` → the cgroupfs path systemd gives that unit:
+/// `kubepods-besteffort.slice:cri-containerd:abc` →
+/// `/kubepods.slice/kubepods-besteffort.slice/cri-containerd-abc.scope`.
+pub fn systemd_to_cgroupfs(cgroups_path: &str) -> Result<String, String> {
+    let mut parts = cgroups_path.splitn(3, ':');
+    let (Some(slice), Some(prefix), Some(name)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(format!(
+            "cgroupsPath {cgroups_path:?} is not of the form slice:prefix:name"
+        ));
+    };
+    let slice = if slice.is_empty() {
+        "system.slice"
+    } else {
+        slice
+    };
+    let stem = slice
+        .strip_suffix(".slice")
+        .ok_or_else(|| format!("cgroupsPath {cgroups_path:?}: {slice:?} is not a .slice"))?;
+    let mut path = String::new();
+    if stem != "-" {
+        let mut prefix_so_far = String::new();
+        for component in stem.split('-') {
+            if component.is_empty() {
+                return Err(format!(
+                    "cgroupsPath {cgroups_path:?}: bad slice name {slice:?}"
+                ));
+            }
+            if !prefix_so_far.is_empty() {
+                prefix_so_far.push('-');
+            }
+            prefix_so_far.push_str(component);
+            path.push('/');
+            path.push_str(&prefix_so_far);
+            path.push_str(".slice");
+        }
+    }
+    let unit = if name.ends_with(".slice") {
+        name.to_string()
+    } else if prefix.is_empty() {
+        format!("{name}.scope")
+    } else {
+        format!("{prefix}-{name}.scope")
+    };
+    Ok(format!("{path}/{unit}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn systemd_paths_expand_like_systemd_does() {
+        assert_eq!(
+            systemd_to_cgroupfs("kubepods-besteffort-pod12.slice:cri-containerd:abc").unwrap(),
+            "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod12.slice/cri-containerd-abc.scope"
+        );
+        assert_eq!(
+            systemd_to_cgroupfs("system.slice:wasmbox:web").unwrap(),
+            "/system.slice/wasmbox-web.scope"
+        );
+        assert_eq!(
+            systemd_to_cgroupfs(":wasmbox:web").unwrap(),
+            "/system.slice/wasmbox-web.scope"
+        );
+        assert_eq!(systemd_to_cgroupfs("-.slice:p:n").unwrap(), "/p-n.scope");
+        assert!(systemd_to_cgroupfs("nope").is_err());
+        assert!(systemd_to_cgroupfs("bad.scope:p:n").is_err());
+    }
+}

@@ -1,0 +1,279 @@
+//! linux.resources: the memory limit (for the guest's linear memory and the
+//! cgroup), CPU limits on the cgroup, metrics, pause and resume.
+
+use std::time::{Duration, Instant};
+
+use wasmbox_tests::*;
+
+fn wasm(name: &str) -> Vec<u8> {
+    std::fs::read(sample_wasm(name)).expect("read sample")
+}
+
+#[test]
+fn a_guest_over_its_memory_limit_is_stopped_with_137_and_a_reason() {
+    let cd = Containerd::start();
+    let mut events_ctr = cd.spawn_ctr(&["events"]);
+    let mut events = Lines::of(&mut events_ctr);
+    let rootfs = rootfs_with(&[("/memhog.wasm", &wasm("memhog"))]);
+    let root = rootfs.path().to_str().unwrap();
+
+    // Make sure `ctr events` is subscribed before the run we check.
+    assert_success(
+        &cd.run_rootfs(rootfs.path(), "warmup", &["/memhog.wasm", "1"]),
+        "warm-up",
+    );
+    events.wait_for(|l| l.contains("/tasks/delete"), Duration::from_secs(10));
+
+    let out = cd.ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        "--memory-limit",
+        "67108864",
+        "--rootfs",
+        root,
+        "oom1",
+        "/memhog.wasm",
+        "256",
+    ]);
+    assert_eq!(out.status.code(), Some(137), "stderr: {}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("/memhog.wasm stopped: out of memory (exit code 137)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("the container's memory limit is 64 MiB"),
+        "{err}"
+    );
+    let seen = events.wait_for(
+        |l| l.contains("/tasks/delete") && l.contains("oom1"),
+        Duration::from_secs(10),
+    );
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("/tasks/oom") && l.contains("oom1")),
+        "no TaskOOM event: {seen:#?}"
+    );
+    let _ = events_ctr.kill();
+    let _ = events_ctr.wait();
+
+    // A guest that checks its allocations sees the failure and handles it.
+    let out = cd.ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        "--memory-limit",
+        "67108864",
+        "--rootfs",
+        root,
+        "oom2",
+        "/memhog.wasm",
+        "256",
+        "--try",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "stderr: {}", stderr(&out));
+    assert!(
+        stdout(&out).contains("allocation failed gracefully"),
+        "{}",
+        stdout(&out)
+    );
+
+    // Under the limit, the same program runs to the end.
+    let out = cd.ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        "--memory-limit",
+        "67108864",
+        "--rootfs",
+        root,
+        "oom3",
+        "/memhog.wasm",
+        "16",
+    ]);
+    assert_success(&out, "16 MiB under a 64 MiB limit");
+    cd.assert_nothing_left();
+}
+
+/// Reads a cgroup v1 file of the container, e.g. ("memory", "memory.limit_in_bytes").
+fn cgroup_file(controller: &str, path: &str, file: &str) -> String {
+    let full = format!("/sys/fs/cgroup/{controller}{path}/{file}");
+    std::fs::read_to_string(&full)
+        .unwrap_or_else(|e| panic!("cannot read {full}: {e}"))
+        .trim()
+        .to_string()
+}
+
+fn cgroup_v1() -> bool {
+    std::path::Path::new("/sys/fs/cgroup/memory").is_dir()
+}
+
+/// The value of one metric of `ctr task metrics`.
+fn metric(cd: &Containerd, id: &str, name: &str) -> u64 {
+    let out = cd.ctr(&["task", "metrics", id]);
+    assert_success(&out, "ctr task metrics");
+    let text = stdout(&out);
+    text.lines()
+        .find_map(|l| {
+            let mut words = l.split_whitespace();
+            (words.next() == Some(name))
+                .then(|| words.next()?.parse().ok())
+                .flatten()
+        })
+        .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
+}
+
+fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn limits_land_on_the_cgroup_and_metrics_pause_and_resume_work() {
+    let cd = Containerd::start();
+    let rootfs = rootfs_with(&[("/busy.wasm", &wasm("busy"))]);
+    let root = rootfs.path().to_str().unwrap();
+    let mut run = cd.spawn_ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        "--memory-limit",
+        "134217728",
+        "--cpu-quota",
+        "50000",
+        "--cpu-period",
+        "100000",
+        "--cgroup",
+        "/wasmbox-test/busy1",
+        "--rootfs",
+        root,
+        "busy1",
+        "/busy.wasm",
+    ]);
+    wait_for_line(&mut run, "busy: up", Duration::from_secs(30));
+
+    let (cpu_metric, memory_metric) = if cgroup_v1() {
+        assert_eq!(
+            cgroup_file("memory", "/wasmbox-test/busy1", "memory.limit_in_bytes"),
+            "134217728"
+        );
+        assert_eq!(
+            cgroup_file("cpu", "/wasmbox-test/busy1", "cpu.cfs_quota_us"),
+            "50000"
+        );
+        assert_eq!(
+            cgroup_file("cpu", "/wasmbox-test/busy1", "cpu.cfs_period_us"),
+            "100000"
+        );
+        ("cpuacct.usage", "memory.usage_in_bytes")
+    } else {
+        assert_eq!(
+            cgroup_file("", "/wasmbox-test/busy1", "memory.max"),
+            "134217728"
+        );
+        assert_eq!(
+            cgroup_file("", "/wasmbox-test/busy1", "cpu.max"),
+            "50000 100000"
+        );
+        ("cpu.usage_usec", "memory.usage")
+    };
+
+    let first = metric(&cd, "busy1", cpu_metric);
+    wait_until("CPU usage to grow", Duration::from_secs(10), || {
+        metric(&cd, "busy1", cpu_metric) > first
+    });
+    assert!(metric(&cd, "busy1", memory_metric) > 0);
+
+    assert_success(&cd.ctr(&["task", "pause", "busy1"]), "pause");
+    let tasks = stdout(&cd.ctr(&["task", "list"]));
+    assert!(
+        tasks
+            .lines()
+            .any(|l| l.starts_with("busy1") && l.contains("PAUSED")),
+        "{tasks}"
+    );
+    let paused = metric(&cd, "busy1", cpu_metric);
+    // Frozen: over half a second, not a nanosecond more.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        metric(&cd, "busy1", cpu_metric),
+        paused,
+        "CPU grew while paused"
+    );
+
+    assert_success(&cd.ctr(&["task", "resume", "busy1"]), "resume");
+    wait_until(
+        "CPU usage to grow after resume",
+        Duration::from_secs(10),
+        || metric(&cd, "busy1", cpu_metric) > paused,
+    );
+
+    assert_success(
+        &cd.ctr(&["task", "kill", "--signal", "SIGKILL", "busy1"]),
+        "kill",
+    );
+    let status = wait_with_timeout(&mut run, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(137));
+    cd.assert_nothing_left();
+    let leftover = if cgroup_v1() {
+        "/sys/fs/cgroup/memory/wasmbox-test/busy1"
+    } else {
+        "/sys/fs/cgroup/wasmbox-test/busy1"
+    };
+    assert!(
+        !std::path::Path::new(leftover).exists(),
+        "cgroup {leftover} left behind"
+    );
+}
+
+#[test]
+fn a_systemd_style_cgroups_path_is_expanded() {
+    let cd = Containerd::start();
+    let rootfs = rootfs_with(&[("/sleeper.wasm", &wasm("sleeper"))]);
+    let root = rootfs.path().to_str().unwrap();
+    let mut run = cd.spawn_ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        "--cgroup",
+        "wasmboxtest-pod1.slice:wasmbox:sd1",
+        "--rootfs",
+        root,
+        "sd1",
+        "/sleeper.wasm",
+    ]);
+    wait_for_line(&mut run, "sleeper: up", Duration::from_secs(30));
+    let base = if cgroup_v1() {
+        "/sys/fs/cgroup/pids"
+    } else {
+        "/sys/fs/cgroup"
+    };
+    let dir = format!("{base}/wasmboxtest.slice/wasmboxtest-pod1.slice/wasmbox-sd1.scope");
+    let procs = std::fs::read_to_string(format!("{dir}/cgroup.procs"))
+        .unwrap_or_else(|e| panic!("cannot read {dir}/cgroup.procs: {e}"));
+    let pids = stdout(&cd.ctr(&["task", "ps", "sd1"]));
+    let runner = pids
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().next())
+        .expect("runner pid");
+    assert!(
+        procs.lines().any(|p| p == runner),
+        "runner {runner} not in {dir}: {procs}"
+    );
+    assert_success(
+        &cd.ctr(&["task", "kill", "--signal", "SIGKILL", "sd1"]),
+        "kill",
+    );
+    wait_with_timeout(&mut run, Duration::from_secs(10));
+    cd.assert_nothing_left();
+}

@@ -19,7 +19,8 @@ pub mod rootfs;
 pub mod wasm;
 
 pub use plan::{
-    load_spec, plan_from_bundle, plan_from_spec, Preopen, RunPlan, SkippedMount, DEFAULT_ENTRY,
+    load_spec, plan_from_bundle, plan_from_spec, Preopen, RlimitPlan, RunPlan, SkippedMount,
+    UserPlan, DEFAULT_ENTRY,
 };
 pub use wasm::{detect_wasm, WasmKind};
 

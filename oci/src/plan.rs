@@ -49,6 +49,26 @@ pub struct RunPlan {
     pub skipped_mounts: Vec<SkippedMount>,
     /// `linux.resources.memory.limit`: no linear memory may grow past it.
     pub memory_limit: Option<u64>,
+    /// `process.user`: who the guest runs as.
+    pub user: UserPlan,
+    /// `process.rlimits`, e.g. `RLIMIT_NOFILE`.
+    pub rlimits: Vec<RlimitPlan>,
+}
+
+/// The uid, gid and supplementary gids the runner switches to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserPlan {
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+}
+
+/// One resource limit, named as in the spec (`RLIMIT_NOFILE`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RlimitPlan {
+    pub name: String,
+    pub soft: u64,
+    pub hard: u64,
 }
 
 /// A mount of the spec that was left out on purpose.
@@ -159,6 +179,22 @@ pub fn plan_from_spec(spec: &Spec, bundle: &Path) -> Result<RunPlan, PlanError> 
         preopens,
         skipped_mounts,
         memory_limit: memory_limit(spec),
+        user: UserPlan {
+            uid: process.user().uid(),
+            gid: process.user().gid(),
+            additional_gids: process.user().additional_gids().clone().unwrap_or_default(),
+        },
+        rlimits: process
+            .rlimits()
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .map(|r| RlimitPlan {
+                name: r.typ().to_string(),
+                soft: r.soft(),
+                hard: r.hard(),
+            })
+            .collect(),
     })
 }
 

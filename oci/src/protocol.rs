@@ -121,6 +121,16 @@ mod tests {
             }],
             skipped_mounts: Vec::new(),
             memory_limit: Some(64 << 20),
+            user: crate::UserPlan {
+                uid: 1000,
+                gid: 1000,
+                additional_gids: vec![10],
+            },
+            rlimits: vec![crate::RlimitPlan {
+                name: "RLIMIT_NOFILE".into(),
+                soft: 1024,
+                hard: 4096,
+            }],
         };
         let mut buf = Vec::new();
         write_plan(&mut buf, &plan).unwrap();

@@ -3,6 +3,7 @@
 //! - [`engine`]: the one `Engine` of a runner process, with its settings.
 //! - [`cache`]: the on-disk compiled-module cache, keyed by the module's
 //!   sha256 and the engine's settings, so a module is compiled once per node.
+//! - [`identity`]: rlimits and the switch to the container's user.
 //! - [`limits`]: the guest's memory limit, and telling an OOM from a trap.
 //! - [`guest`]: loading a [`wasmbox_oci::RunPlan`]'s module, checking it can
 //!   run (valid, imports satisfied, entry export present) and running it.
@@ -10,6 +11,7 @@
 pub mod cache;
 pub mod engine;
 pub mod guest;
+pub mod identity;
 pub mod limits;
 
 pub use guest::{ExitReason, PreparedGuest, OOM_EXIT_CODE, TRAP_EXIT_CODE};
@@ -45,6 +47,8 @@ pub enum RuntimeError {
         guest_path: String,
         reason: String,
     },
+    #[error("{0}")]
+    Identity(String),
     #[error("the wasm engine cannot be set up: {0}")]
     Engine(String),
 }

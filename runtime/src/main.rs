@@ -16,6 +16,7 @@ use std::process::ExitCode;
 use wasmbox_oci::protocol::{read_plan, write_notice, write_status, OOM_NOTICE, START};
 use wasmbox_runtime::cache::ModuleCache;
 use wasmbox_runtime::engine::new_engine;
+use wasmbox_runtime::identity::{apply_rlimits, switch_user};
 use wasmbox_runtime::{ExitReason, PreparedGuest};
 
 /// Exit code when the runner itself cannot work (bad invocation, broken pipe).
@@ -74,8 +75,11 @@ fn main() -> ExitCode {
         .map_err(|e| format!("cannot read the run plan from the shim: {e}"))
         .and_then(|plan| {
             let engine = new_engine().map_err(|e| e.to_string())?;
-            PreparedGuest::prepare(&engine, &ModuleCache::from_env(), &plan)
-                .map_err(|e| e.to_string())
+            let guest = PreparedGuest::prepare(&engine, &ModuleCache::from_env(), &plan)
+                .map_err(|e| e.to_string())?;
+            apply_rlimits(&plan.rlimits).map_err(|e| e.to_string())?;
+            switch_user(&plan.user).map_err(|e| e.to_string())?;
+            Ok(guest)
         });
     let mut status = status;
     let guest = match prepared {

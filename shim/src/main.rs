@@ -11,6 +11,7 @@
 mod cgroup;
 mod exits;
 mod lifecycle;
+mod namespaces;
 mod rootfs;
 mod runner;
 mod serve;

@@ -15,6 +15,7 @@ use wasmbox_oci::protocol::{read_status, write_plan};
 use wasmbox_oci::RunPlan;
 
 use crate::exits::{ExitReceiver, ExitRegistry};
+use crate::namespaces::NamespacePlan;
 
 /// Environment variable that points at another runner binary.
 const RUNNER_ENV: &str = "WASMBOX_RUNNER";
@@ -57,6 +58,7 @@ pub async fn prepare(
     plan: &RunPlan,
     stdio: RunnerStdio,
     exits: &ExitRegistry,
+    namespaces: &NamespacePlan,
     confine: impl FnOnce(u32) -> Result<(), String>,
 ) -> Result<PreparedRunner, String> {
     let runner = runner_path().map_err(|e| format!("cannot locate wasmbox-runner: {e}"))?;
@@ -82,8 +84,10 @@ pub async fn prepare(
         .stdout(stdio.stdout)
         .stderr(stdio.stderr);
     let inherited = [control_read.as_raw_fd(), status_write.as_raw_fd()];
-    // SAFETY: the closure only calls fcntl, which is async-signal-safe, on
-    // descriptors that stay open in the parent until spawn returns.
+    let (join, create) = namespaces.raw();
+    // SAFETY: the closure only makes async-signal-safe calls (fcntl, setns,
+    // unshare) on descriptors that stay open in the parent until spawn
+    // returns, and allocates nothing.
     unsafe {
         command.pre_exec(move || {
             for fd in inherited {
@@ -91,7 +95,7 @@ pub async fn prepare(
                     return Err(std::io::Error::last_os_error());
                 }
             }
-            Ok(())
+            crate::namespaces::enter(&join, create)
         });
     }
     let (child, exit) = exits

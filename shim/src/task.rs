@@ -38,6 +38,7 @@ use wasmbox_oci::protocol::{read_notice, OOM_NOTICE};
 
 use crate::cgroup::ContainerCgroup;
 use crate::exits::{ExitInfo, ExitReceiver, ExitRegistry};
+use crate::namespaces::NamespacePlan;
 use crate::runner::{self, RunnerStdio};
 use crate::{rootfs, stdio};
 
@@ -297,8 +298,17 @@ impl Task for TaskService {
         let mut cgroup = ContainerCgroup::create(&cgroups_path, systemd_cgroup(&req), resources)
             .map_err(|e| cleanup(error(Code::INVALID_ARGUMENT, e)))?;
 
-        let prepared =
-            runner::prepare(&id, &plan, stdio, &self.inner.exits, |pid| cgroup.add(pid)).await;
+        let namespaces = NamespacePlan::from_spec(
+            &id,
+            linux
+                .and_then(|l| l.namespaces().as_deref())
+                .unwrap_or_default(),
+        )
+        .map_err(|e| cleanup(error(Code::INVALID_ARGUMENT, e)))?;
+        let prepared = runner::prepare(&id, &plan, stdio, &self.inner.exits, &namespaces, |pid| {
+            cgroup.add(pid)
+        })
+        .await;
         let prepared = match prepared {
             Ok(prepared) => prepared,
             Err(e) => {

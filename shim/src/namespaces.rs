@@ -1,0 +1,89 @@
+//! The Linux namespaces of a container's runner, from `linux.namespaces`.
+//!
+//! A namespace with a path (a pod's `/proc/<pid>/ns/net`, say) is joined
+//! with setns(2); one without a path is created with unshare(2). Both
+//! happen in the forked child before it execs the runner, so the runner
+//! starts, single-threaded, already inside them, and every socket it opens
+//! is in the right network namespace.
+//!
+//! PID and user namespaces are left out on purpose: a WASI guest has no
+//! process APIs (no pids to see or signal), and a user namespace would need
+//! id mappings the guest cannot observe either. Both are logged.
+
+use std::fs::File;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+use nix::libc;
+use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType};
+
+/// What the child does before exec: join these, then create those.
+pub struct NamespacePlan {
+    join: Vec<(OwnedFd, libc::c_int, String)>,
+    create: libc::c_int,
+}
+
+/// The clone flag of a namespace type, or `None` for the ones left out.
+fn clone_flag(kind: LinuxNamespaceType) -> Option<libc::c_int> {
+    match kind {
+        LinuxNamespaceType::Network => Some(libc::CLONE_NEWNET),
+        LinuxNamespaceType::Ipc => Some(libc::CLONE_NEWIPC),
+        LinuxNamespaceType::Uts => Some(libc::CLONE_NEWUTS),
+        LinuxNamespaceType::Mount => Some(libc::CLONE_NEWNS),
+        LinuxNamespaceType::Cgroup => Some(libc::CLONE_NEWCGROUP),
+        LinuxNamespaceType::Pid | LinuxNamespaceType::User | LinuxNamespaceType::Time => None,
+    }
+}
+
+impl NamespacePlan {
+    /// Opens the namespace paths of the spec; the error names the path.
+    pub fn from_spec(id: &str, namespaces: &[LinuxNamespace]) -> Result<Self, String> {
+        let mut join = Vec::new();
+        let mut create = 0;
+        for ns in namespaces {
+            let kind = ns.typ();
+            let Some(flag) = clone_flag(kind) else {
+                log::info!(
+                    "container {id}: {kind:?} namespace left out on purpose: a WASI guest cannot observe it"
+                );
+                continue;
+            };
+            match ns.path() {
+                Some(path) => {
+                    let file = File::open(path).map_err(|e| {
+                        format!("cannot open the {kind:?} namespace {}: {e}", path.display())
+                    })?;
+                    join.push((OwnedFd::from(file), flag, path.display().to_string()));
+                }
+                None => create |= flag,
+            }
+        }
+        Ok(Self { join, create })
+    }
+
+    /// The raw pieces for the pre-exec hook: descriptors with their flags,
+    /// and the flags to unshare. The plan must outlive the spawn.
+    pub fn raw(&self) -> (Vec<(RawFd, libc::c_int)>, libc::c_int) {
+        let join = self
+            .join
+            .iter()
+            .map(|(fd, flag, _)| (fd.as_raw_fd(), *flag))
+            .collect();
+        (join, self.create)
+    }
+}
+
+/// Runs in the forked child: joins, then creates. Only async-signal-safe
+/// calls (setns, unshare).
+pub fn enter(join: &[(RawFd, libc::c_int)], create: libc::c_int) -> std::io::Result<()> {
+    for (fd, flag) in join {
+        // SAFETY: setns on a descriptor the parent keeps open across fork.
+        if unsafe { libc::setns(*fd, *flag) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    // SAFETY: unshare takes only flags.
+    if create != 0 && unsafe { libc::unshare(create) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -1,0 +1,189 @@
+//! Namespaces, user and rlimits: the runner joins the namespaces the spec
+//! names by path, creates the others, and runs as `process.user` with
+//! `process.rlimits`.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::time::Duration;
+
+use wasmbox_tests::*;
+
+fn wasm(name: &str) -> Vec<u8> {
+    std::fs::read(sample_wasm(name)).expect("read sample")
+}
+
+/// Starts the sleeper with `extra` ctr flags; returns the ctr child and the
+/// runner's pid once the guest is up.
+fn start_sleeper(
+    cd: &Containerd,
+    root: &str,
+    id: &str,
+    extra: &[&str],
+) -> (std::process::Child, u32) {
+    let mut args = vec!["run", "--rm", "--runtime", RUNTIME];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--rootfs", root, id, "/sleeper.wasm"]);
+    let mut run = cd.spawn_ctr(&args);
+    wait_for_line(&mut run, "sleeper: up", Duration::from_secs(30));
+    let ps = stdout(&cd.ctr(&["task", "ps", id]));
+    let pid = ps
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no runner pid in {ps}"));
+    (run, pid)
+}
+
+fn stop(cd: &Containerd, mut run: std::process::Child, id: &str) {
+    assert_success(
+        &cd.ctr(&["task", "kill", "--signal", "SIGKILL", id]),
+        "kill",
+    );
+    wait_with_timeout(&mut run, Duration::from_secs(10));
+}
+
+fn ns_inode(path: &str) -> u64 {
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+        .ino()
+}
+
+/// The interfaces of a process's network namespace, from /proc/PID/net/dev.
+fn interfaces(pid: u32) -> Vec<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/net/dev"))
+        .unwrap()
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next().map(|n| n.trim().to_string()))
+        .collect()
+}
+
+#[test]
+fn a_new_network_namespace_has_only_loopback_and_host_or_path_namespaces_are_joined() {
+    let cd = Containerd::start();
+    let rootfs = rootfs_with(&[("/sleeper.wasm", &wasm("sleeper"))]);
+    let root = rootfs.path().to_str().unwrap();
+
+    // ctr's default spec asks for new network, ipc and uts namespaces.
+    let (run, pid) = start_sleeper(&cd, root, "ns-new", &[]);
+    for ns in ["net", "ipc", "uts"] {
+        assert_ne!(
+            ns_inode(&format!("/proc/{pid}/ns/{ns}")),
+            ns_inode(&format!("/proc/self/ns/{ns}")),
+            "{ns}"
+        );
+    }
+    assert_eq!(interfaces(pid), ["lo"]);
+    stop(&cd, run, "ns-new");
+
+    // --net-host: no network namespace in the spec, so the host's.
+    let (run, pid) = start_sleeper(&cd, root, "ns-host", &["--net-host"]);
+    assert_eq!(
+        ns_inode(&format!("/proc/{pid}/ns/net")),
+        ns_inode("/proc/self/ns/net")
+    );
+    stop(&cd, run, "ns-host");
+
+    // A namespace given by path is joined: here one that another process holds.
+    let mut holder = std::process::Command::new("unshare")
+        .args(["--net", "--ipc", "sleep", "60"])
+        .spawn()
+        .expect("unshare from util-linux");
+    let net = format!("/proc/{}/ns/net", holder.id());
+    let ipc = format!("/proc/{}/ns/ipc", holder.id());
+    // unshare has entered its namespaces once it execs sleep.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while ns_inode(&net) == ns_inode("/proc/self/ns/net") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "unshare did not enter a new namespace"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let with_net = format!("network:{net}");
+    let with_ipc = format!("ipc:{ipc}");
+    let (run, pid) = start_sleeper(
+        &cd,
+        root,
+        "ns-join",
+        &["--with-ns", &with_net, "--with-ns", &with_ipc],
+    );
+    assert_eq!(ns_inode(&format!("/proc/{pid}/ns/net")), ns_inode(&net));
+    assert_eq!(ns_inode(&format!("/proc/{pid}/ns/ipc")), ns_inode(&ipc));
+    stop(&cd, run, "ns-join");
+    let _ = holder.kill();
+    let _ = holder.wait();
+    cd.assert_nothing_left();
+}
+
+#[test]
+fn the_guest_runs_as_process_user_with_process_rlimits() {
+    let cd = Containerd::start();
+    let rootfs = rootfs_with(&[("/sleeper.wasm", &wasm("sleeper"))]);
+    let root = rootfs.path().to_str().unwrap();
+    let (run, pid) = start_sleeper(&cd, root, "user1", &["--user", "1000:1001"]);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| -> Vec<String> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(String::from)
+            .collect()
+    };
+    assert_eq!(field("Uid:"), ["1000"; 4]);
+    assert_eq!(field("Gid:"), ["1001"; 4]);
+    // ctr's default spec sets RLIMIT_NOFILE to 1024:1024.
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let nofile = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    assert_eq!(
+        nofile.split_whitespace().collect::<Vec<_>>()[3..5],
+        ["1024", "1024"],
+        "{nofile}"
+    );
+    stop(&cd, run, "user1");
+    cd.assert_nothing_left();
+}
+
+#[test]
+fn file_permissions_are_checked_as_process_user() {
+    let cd = Containerd::start();
+    let rootfs = rootfs_with(&[("/fsprobe.wasm", &wasm("fsprobe"))]);
+    let r = rootfs.path();
+    // Like an image's rootfs: readable and searchable by everyone.
+    std::fs::set_permissions(r, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::create_dir(r.join("rootonly")).unwrap();
+    std::fs::set_permissions(r.join("rootonly"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::create_dir(r.join("mine")).unwrap();
+    std::os::unix::fs::chown(r.join("mine"), Some(1000), Some(1000)).unwrap();
+    std::fs::write(r.join("secret"), "root only").unwrap();
+    std::fs::set_permissions(r.join("secret"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let root = r.to_str().unwrap();
+    let out = cd.ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        "--user",
+        "1000:1000",
+        "--rootfs",
+        root,
+        "perm1",
+        "/fsprobe.wasm",
+        "write:/rootonly/x:no",
+        "write:/mine/x:yes",
+        "read:/secret",
+    ]);
+    assert_success(&out, "fsprobe as 1000");
+    let text = stdout(&out);
+    assert!(text.contains("write /rootonly/x: error"), "{text}");
+    assert!(text.contains("write /mine/x: ok"), "{text}");
+    assert!(text.contains("read /secret: error"), "{text}");
+    assert_eq!(std::fs::metadata(r.join("mine/x")).unwrap().uid(), 1000);
+    assert!(!r.join("rootonly/x").exists());
+    cd.assert_nothing_left();
+}

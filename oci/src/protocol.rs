@@ -50,10 +50,11 @@ pub fn read_plan(mut r: impl Read) -> io::Result<RunPlan> {
     serde_json::from_slice(&json).map_err(io::Error::other)
 }
 
-/// Writes the runner's readiness: `Ok` or the reason it cannot run.
-pub fn write_status(mut w: impl Write, status: Result<(), &str>) -> io::Result<()> {
+/// Writes the runner's readiness: `Ok` with details for the debug log
+/// (timings, cache outcome), or the reason it cannot run.
+pub fn write_status(mut w: impl Write, status: Result<&str, &str>) -> io::Result<()> {
     match status {
-        Ok(()) => w.write_all(b"ok\n")?,
+        Ok(details) => w.write_all(format!("ok {}\n", details.replace('\n', " ")).as_bytes())?,
         Err(message) => {
             // One line: newlines inside the message become spaces.
             let message = message.replace('\n', " ");
@@ -81,14 +82,16 @@ pub fn read_notice(r: &mut impl BufRead) -> io::Result<Option<String>> {
     Ok(Some(line.trim_end().to_string()))
 }
 
-/// Reads what [`write_status`] wrote. A runner that closed the pipe without
-/// a status (it crashed or was killed) gives an error saying so.
-pub fn read_status(r: &mut impl BufRead) -> io::Result<Result<(), String>> {
+/// Reads what [`write_status`] wrote: the details of `ok`, or the error.
+/// A runner that closed the pipe without a status (it crashed or was
+/// killed) gives an error saying so.
+pub fn read_status(r: &mut impl BufRead) -> io::Result<Result<String, String>> {
     let mut line = String::new();
     r.read_line(&mut line)?;
     let line = line.trim_end();
     Ok(match line {
-        "ok" => Ok(()),
+        "ok" => Ok(String::new()),
+        _ if line.starts_with("ok ") => Ok(line[3..].to_string()),
         _ => match line.strip_prefix("error ") {
             Some(message) => Err(message.to_string()),
             None if line.is_empty() => {
@@ -143,10 +146,13 @@ mod tests {
             Err("bad module".to_string())
         );
         let mut buf = Vec::new();
-        write_status(&mut buf, Ok(())).unwrap();
+        write_status(&mut buf, Ok("cache=hit")).unwrap();
         write_notice(&mut buf, OOM_NOTICE).unwrap();
         let mut reader = &buf[..];
-        assert_eq!(read_status(&mut reader).unwrap(), Ok(()));
+        assert_eq!(
+            read_status(&mut reader).unwrap(),
+            Ok("cache=hit".to_string())
+        );
         assert_eq!(
             read_notice(&mut reader).unwrap().as_deref(),
             Some(OOM_NOTICE)

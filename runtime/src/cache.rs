@@ -3,14 +3,31 @@
 //! An entry is wasmtime's serialized form of a compiled module, stored as
 //! `<sha256 of the .wasm>-<hash of the engine's settings>.cwasm`, so the same
 //! bytes compiled by another engine configuration or wasmtime version never
-//! share an entry. Entries are written to a temporary file in the same
-//! directory and renamed into place, so a reader sees a whole entry or none.
-//! An entry that wasmtime refuses to load is deleted and rebuilt.
+//! share an entry. Beside it, `<entry>.sha256` holds the sha256 of the
+//! `.cwasm` itself.
+//!
+//! - **Whole or nothing.** Entries are written to a temporary file in the
+//!   same directory, synced, and renamed into place (the checksum last), so
+//!   a reader sees a whole entry or none. Entries are never rewritten in
+//!   place: a runner that has one mapped keeps valid pages.
+//! - **Never run a bad entry.** An entry whose checksum is missing or does
+//!   not match (truncated, corrupt), or that wasmtime refuses (another
+//!   version or settings), is deleted and rebuilt.
+//! - **Compile once.** A miss takes an exclusive lock on `<entry>.lock`,
+//!   looks again, and only then compiles: concurrent starts of one module
+//!   compile it once and the others load the result.
+//! - **Bounded.** After a store, the oldest entries (by last use; a hit
+//!   refreshes the entry's mtime) are evicted until the cache is under its
+//!   size limit, `WASMBOX_CACHE_MAX_BYTES` (default 2 GiB).
 
+use std::fs::File;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::io::Write;
+use std::io::{Read, Write};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
+use nix::fcntl::{Flock, FlockArg};
 use sha2::{Digest, Sha256};
 use wasmtime::{Engine, Module};
 
@@ -18,6 +35,12 @@ use wasmtime::{Engine, Module};
 pub const DEFAULT_CACHE_DIR: &str = "/var/lib/wasmbox/cache";
 /// The environment variable that moves the cache.
 pub const CACHE_DIR_ENV: &str = "WASMBOX_CACHE_DIR";
+/// The environment variable that bounds the cache's size, in bytes.
+pub const CACHE_MAX_ENV: &str = "WASMBOX_CACHE_MAX_BYTES";
+/// The default bound: 2 GiB.
+pub const DEFAULT_CACHE_MAX_BYTES: u64 = 2 << 30;
+
+const ENTRY_EXT: &str = "cwasm";
 
 /// How a module was obtained, for the debug log and the tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,23 +53,41 @@ pub enum CacheOutcome {
     CompiledUncached,
 }
 
+impl CacheOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheOutcome::Hit => "hit",
+            CacheOutcome::Compiled => "compiled",
+            CacheOutcome::CompiledUncached => "compiled-uncached",
+        }
+    }
+}
+
 /// A directory of compiled modules.
 pub struct ModuleCache {
     dir: PathBuf,
+    max_bytes: u64,
 }
 
 impl ModuleCache {
-    pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
+    pub fn new(dir: impl Into<PathBuf>, max_bytes: u64) -> Self {
+        Self {
+            dir: dir.into(),
+            max_bytes,
+        }
     }
 
-    /// The cache named by `WASMBOX_CACHE_DIR`, or the default one.
+    /// The cache named by `WASMBOX_CACHE_DIR` and `WASMBOX_CACHE_MAX_BYTES`,
+    /// or the defaults.
     pub fn from_env() -> Self {
-        Self::new(
-            std::env::var_os(CACHE_DIR_ENV)
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_CACHE_DIR)),
-        )
+        let dir = std::env::var_os(CACHE_DIR_ENV)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CACHE_DIR));
+        let max_bytes = std::env::var(CACHE_MAX_ENV)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(DEFAULT_CACHE_MAX_BYTES);
+        Self::new(dir, max_bytes)
     }
 
     pub fn dir(&self) -> &Path {
@@ -58,8 +99,11 @@ impl ModuleCache {
         let digest = Sha256::digest(wasm);
         let mut hasher = DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
-        self.dir
-            .join(format!("{}-{:016x}.cwasm", hex(&digest), hasher.finish()))
+        self.dir.join(format!(
+            "{}-{:016x}.{ENTRY_EXT}",
+            hex(&digest),
+            hasher.finish()
+        ))
     }
 
     /// Loads the compiled form of `wasm`, compiling and storing it on a miss.
@@ -69,29 +113,27 @@ impl ModuleCache {
         wasm: &[u8],
     ) -> wasmtime::Result<(Module, CacheOutcome)> {
         let entry = self.entry_path(engine, wasm);
-        if entry.is_file() {
-            // SAFETY: `deserialize_file` trusts that the file holds code that
-            // wasmtime itself produced. Entries in this directory are only
-            // ever written by `store` below, from `Module::serialize`, and
-            // renamed into place whole; the directory is created 0700 and
-            // owned by the user the shim runs as (root), so no other user can
-            // plant one. wasmtime still checks the header, its version and
-            // the engine's settings, and refuses a mismatch, which we treat
-            // as a miss.
-            match unsafe { Module::deserialize_file(engine, &entry) } {
-                Ok(module) => return Ok((module, CacheOutcome::Hit)),
-                Err(e) => {
-                    log::warn!(
-                        "cache entry {} is unusable, rebuilding: {e:#}",
-                        entry.display()
-                    );
-                    let _ = std::fs::remove_file(&entry);
-                }
+        if let Some(module) = self.load(engine, &entry) {
+            return Ok((module, CacheOutcome::Hit));
+        }
+        // Miss: compile under the entry's lock, unless another runner
+        // stored it while we waited.
+        let _lock = match self.lock(&entry) {
+            Ok(lock) => Some(lock),
+            Err(e) => {
+                log::warn!("cannot lock {}: {e}; compiling unlocked", entry.display());
+                None
             }
+        };
+        if let Some(module) = self.load(engine, &entry) {
+            return Ok((module, CacheOutcome::Hit));
         }
         let module = Module::new(engine, wasm)?;
         let outcome = match self.store(&entry, &module) {
-            Ok(()) => CacheOutcome::Compiled,
+            Ok(()) => {
+                self.evict_beyond_limit(&entry);
+                CacheOutcome::Compiled
+            }
             Err(e) => {
                 log::warn!(
                     "cannot store compiled module in {}: {e:#}",
@@ -103,25 +145,150 @@ impl ModuleCache {
         Ok((module, outcome))
     }
 
-    fn store(&self, entry: &Path, module: &Module) -> wasmtime::Result<()> {
-        use std::os::unix::fs::DirBuilderExt;
+    /// Loads `entry` if it is whole and wasmtime accepts it; deletes it if
+    /// it is there but bad.
+    fn load(&self, engine: &Engine, entry: &Path) -> Option<Module> {
+        let sum_path = checksum_path(entry);
+        let expected = match std::fs::read_to_string(&sum_path) {
+            Ok(sum) => sum,
+            // No checksum: no entry yet, or one being written (the checksum
+            // is renamed into place last).
+            Err(_) => return None,
+        };
+        match file_sha256(entry) {
+            Ok(actual) if actual == expected.trim() => {}
+            Ok(_) => {
+                log::warn!("cache entry {} is corrupt, rebuilding", entry.display());
+                self.remove(entry);
+                return None;
+            }
+            Err(_) => {
+                self.remove(entry);
+                return None;
+            }
+        }
+        // SAFETY: `deserialize_file` trusts that the file holds code that
+        // wasmtime itself produced, and maps it. Entries in this directory
+        // are only written by `store` below, from `Module::serialize`, and
+        // renamed into place whole; the directory is created 0700 and owned
+        // by the user the runner loads modules as (root), so no other user
+        // can plant or change one; the checksum just verified matches what
+        // `store` wrote, so the file is the one it wrote, not a truncated or
+        // corrupted copy; and entries are never modified in place, so the
+        // mapping stays valid for the life of the module. wasmtime still
+        // checks the header, its version and the engine's settings, and a
+        // mismatch is treated as a miss.
+        match unsafe { Module::deserialize_file(engine, entry) } {
+            Ok(module) => {
+                // Last use, for eviction.
+                if let Ok(file) = File::options().append(true).open(entry) {
+                    let _ = file.set_modified(SystemTime::now());
+                }
+                Some(module)
+            }
+            Err(e) => {
+                log::warn!(
+                    "cache entry {} is unusable, rebuilding: {e:#}",
+                    entry.display()
+                );
+                self.remove(entry);
+                None
+            }
+        }
+    }
+
+    fn lock(&self, entry: &Path) -> std::io::Result<Flock<File>> {
+        self.create_dir()?;
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(entry.with_extension("lock"))?;
+        Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| errno.into())
+    }
+
+    fn create_dir(&self) -> std::io::Result<()> {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
-            .create(&self.dir)?;
+            .create(&self.dir)
+    }
+
+    fn store(&self, entry: &Path, module: &Module) -> wasmtime::Result<()> {
+        self.create_dir()?;
         let bytes = module.serialize()?;
-        let tmp = entry.with_extension(format!("tmp.{}", std::process::id()));
-        let write = || -> std::io::Result<()> {
-            let mut file = std::fs::File::create(&tmp)?;
-            file.write_all(&bytes)?;
-            file.sync_all()?;
-            std::fs::rename(&tmp, entry)
-        };
-        write().inspect_err(|_| {
-            let _ = std::fs::remove_file(&tmp);
-        })?;
+        let sum = hex(&Sha256::digest(&bytes));
+        write_atomically(entry, &bytes)?;
+        write_atomically(&checksum_path(entry), sum.as_bytes())?;
         Ok(())
     }
+
+    /// Removes an entry and its checksum (by unlinking: a runner that has
+    /// the entry mapped keeps its pages).
+    fn remove(&self, entry: &Path) {
+        let _ = std::fs::remove_file(checksum_path(entry));
+        let _ = std::fs::remove_file(entry);
+    }
+
+    /// Evicts the least recently used entries until the cache fits its
+    /// bound; `keep` (the entry just stored) is never evicted.
+    fn evict_beyond_limit(&self, keep: &Path) {
+        let Ok(dir) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        let mut entries: Vec<(SystemTime, u64, PathBuf)> = dir
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == ENTRY_EXT))
+            .filter_map(|e| {
+                let meta = e.metadata().ok()?;
+                Some((meta.modified().ok()?, meta.len(), e.path()))
+            })
+            .collect();
+        let mut total: u64 = entries.iter().map(|(_, len, _)| len).sum();
+        entries.sort();
+        for (_, len, path) in entries {
+            if total <= self.max_bytes {
+                break;
+            }
+            if path == keep {
+                continue;
+            }
+            log::info!("evicting {} from the compiled cache", path.display());
+            self.remove(&path);
+            total = total.saturating_sub(len);
+        }
+    }
+}
+
+fn checksum_path(entry: &Path) -> PathBuf {
+    entry.with_extension(format!("{ENTRY_EXT}.sha256"))
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut file = File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
+
+fn file_sha256(path: &Path) -> std::io::Result<String> {
+    let mut file = File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex(&hasher.finalize()))
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -139,28 +306,124 @@ mod tests {
         0x0a, 0x04, 0x01, 0x02, 0x00, 0x0b,
     ];
 
-    #[test]
-    fn second_load_is_a_hit_and_a_corrupt_entry_is_rebuilt() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = ModuleCache::new(dir.path().join("cache"));
-        let engine = crate::engine::new_engine().unwrap();
+    /// `(module (func (export "_start") nop))`: different bytes.
+    const NOP_START: &[u8] = &[
+        0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x01, 0x04, 0x01, 0x60, 0x00, 0x00, 0x03,
+        0x02, 0x01, 0x00, 0x07, 0x0a, 0x01, 0x06, 0x5f, 0x73, 0x74, 0x61, 0x72, 0x74, 0x00, 0x00,
+        0x0a, 0x05, 0x01, 0x03, 0x00, 0x01, 0x0b,
+    ];
 
+    fn cache_in(dir: &Path, max: u64) -> ModuleCache {
+        ModuleCache::new(dir.join("cache"), max)
+    }
+
+    /// Replaces a file the way a crash or bit rot might leave it, but by
+    /// rename: rewriting in place would break a live mapping in this process.
+    fn replace(path: &Path, bytes: &[u8]) {
+        let tmp = path.with_extension("replace");
+        std::fs::write(&tmp, bytes).unwrap();
+        std::fs::rename(&tmp, path).unwrap();
+    }
+
+    #[test]
+    fn a_second_load_is_a_hit() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = cache_in(dir.path(), u64::MAX);
+        let engine = crate::engine::new_engine().unwrap();
         let (_, first) = cache.load_or_compile(&engine, EMPTY_START).unwrap();
         assert_eq!(first, CacheOutcome::Compiled);
         let (module, second) = cache.load_or_compile(&engine, EMPTY_START).unwrap();
         assert_eq!(second, CacheOutcome::Hit);
         assert!(module.get_export("_start").is_some());
-        // A loaded module maps its entry; entries are only ever replaced
-        // by rename, never rewritten in place, so live mappings stay valid.
-        drop(module);
+        let names: Vec<String> = std::fs::read_dir(dir.path().join("cache"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.ends_with(".lock"))
+            .collect();
+        assert_eq!(
+            names.len(),
+            2,
+            "entry and checksum, no temporary files: {names:?}"
+        );
+    }
 
+    #[test]
+    fn truncated_corrupt_and_foreign_entries_are_rebuilt_not_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = cache_in(dir.path(), u64::MAX);
+        let engine = crate::engine::new_engine().unwrap();
+        cache.load_or_compile(&engine, EMPTY_START).unwrap();
         let entry = cache.entry_path(&engine, EMPTY_START);
-        let corrupt = dir.path().join("corrupt");
-        std::fs::write(&corrupt, b"not a compiled module").unwrap();
-        std::fs::rename(&corrupt, &entry).unwrap();
-        let (_, third) = cache.load_or_compile(&engine, EMPTY_START).unwrap();
-        assert_eq!(third, CacheOutcome::Compiled);
-        let entries = std::fs::read_dir(dir.path().join("cache")).unwrap().count();
-        assert_eq!(entries, 1, "no temporary files are left behind");
+        let good = std::fs::read(&entry).unwrap();
+
+        // Truncated.
+        replace(&entry, &good[..good.len() / 2]);
+        let (_, outcome) = cache.load_or_compile(&engine, EMPTY_START).unwrap();
+        assert_eq!(outcome, CacheOutcome::Compiled);
+
+        // One flipped bit in the code.
+        let mut flipped = good.clone();
+        let middle = flipped.len() / 2;
+        flipped[middle] ^= 0x10;
+        replace(&entry, &flipped);
+        let (_, outcome) = cache.load_or_compile(&engine, EMPTY_START).unwrap();
+        assert_eq!(outcome, CacheOutcome::Compiled);
+
+        // Not wasmtime's at all, with a checksum that matches it (as if
+        // another version had written it): wasmtime refuses it.
+        let junk = b"\x7fELF not a wasmtime artifact".to_vec();
+        replace(&entry, &junk);
+        replace(
+            &checksum_path(&entry),
+            hex(&Sha256::digest(&junk)).as_bytes(),
+        );
+        let (_, outcome) = cache.load_or_compile(&engine, EMPTY_START).unwrap();
+        assert_eq!(outcome, CacheOutcome::Compiled);
+
+        let (_, outcome) = cache.load_or_compile(&engine, EMPTY_START).unwrap();
+        assert_eq!(outcome, CacheOutcome::Hit);
+    }
+
+    #[test]
+    fn concurrent_misses_compile_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = crate::engine::new_engine().unwrap();
+        let outcomes: Vec<CacheOutcome> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| {
+                    let engine = engine.clone();
+                    let dir = dir.path();
+                    s.spawn(move || {
+                        cache_in(dir, u64::MAX)
+                            .load_or_compile(&engine, EMPTY_START)
+                            .unwrap()
+                            .1
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let compiled = outcomes
+            .iter()
+            .filter(|o| **o == CacheOutcome::Compiled)
+            .count();
+        assert_eq!(compiled, 1, "{outcomes:?}");
+    }
+
+    #[test]
+    fn the_least_recently_used_entry_is_evicted_past_the_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = crate::engine::new_engine().unwrap();
+        let unbounded = cache_in(dir.path(), u64::MAX);
+        unbounded.load_or_compile(&engine, EMPTY_START).unwrap();
+        let first = unbounded.entry_path(&engine, EMPTY_START);
+        let one_entry = std::fs::metadata(&first).unwrap().len();
+        // Room for one entry only: storing a second evicts the first.
+        let bounded = cache_in(dir.path(), one_entry + one_entry / 2);
+        let (_, outcome) = bounded.load_or_compile(&engine, NOP_START).unwrap();
+        assert_eq!(outcome, CacheOutcome::Compiled);
+        assert!(!first.exists(), "the older entry should be evicted");
+        assert!(!checksum_path(&first).exists());
+        assert!(bounded.entry_path(&engine, NOP_START).exists());
     }
 }

@@ -12,6 +12,7 @@ use std::fs::File;
 use std::io::Read;
 use std::os::fd::{FromRawFd, RawFd};
 use std::process::ExitCode;
+use std::time::Instant;
 
 use wasmbox_oci::protocol::{read_plan, write_notice, write_status, OOM_NOTICE, START};
 use wasmbox_runtime::cache::ModuleCache;
@@ -69,22 +70,34 @@ fn main() -> ExitCode {
     // SAFETY: the shim passes these two descriptors, open and unused by
     // anything else in this process, and they are owned from here on.
     let mut control = unsafe { File::from_raw_fd(args.control_fd) };
-    let status = unsafe { File::from_raw_fd(args.status_fd) };
+    let mut status = unsafe { File::from_raw_fd(args.status_fd) };
 
+    // Timestamps of the start path, for the shim's debug log.
+    let started = Instant::now();
+    let ms = |since: Instant| since.elapsed().as_secs_f64() * 1000.0;
     let prepared = read_plan(&mut control)
         .map_err(|e| format!("cannot read the run plan from the shim: {e}"))
         .and_then(|plan| {
+            let plan_ms = ms(started);
+            let t = Instant::now();
             let engine = new_engine().map_err(|e| e.to_string())?;
+            let engine_ms = ms(t);
+            let t = Instant::now();
             let guest = PreparedGuest::prepare(&engine, &ModuleCache::from_env(), &plan)
                 .map_err(|e| e.to_string())?;
+            let prepare_ms = ms(t);
             apply_rlimits(&plan.rlimits).map_err(|e| e.to_string())?;
             switch_user(&plan.user).map_err(|e| e.to_string())?;
-            Ok(guest)
+            let details = format!(
+                "cache={} plan_ms={plan_ms:.2} engine_ms={engine_ms:.2} prepare_ms={prepare_ms:.2} total_ms={:.2}",
+                guest.cache_outcome.as_str(),
+                ms(started)
+            );
+            Ok((guest, details))
         });
-    let mut status = status;
     let guest = match prepared {
-        Ok(guest) => {
-            if write_status(&mut status, Ok(())).is_err() {
+        Ok((guest, details)) => {
+            if write_status(&mut status, Ok(&details)).is_err() {
                 return ExitCode::from(RUNNER_FAILURE);
             }
             guest

@@ -38,6 +38,8 @@ pub struct PreparedRunner {
     pub control: File,
     /// The status pipe, for notices about the running guest.
     pub notices: BufReader<File>,
+    /// What the runner reported with `ok`: cache outcome and timings.
+    pub details: String,
 }
 
 /// The container's stdio, already opened.
@@ -117,7 +119,7 @@ pub async fn prepare(
             let mut notices = BufReader::new(File::from(status_read));
             let status = read_status(&mut notices)
                 .map_err(|e| format!("cannot read the runner's status: {e}"))?;
-            status.map(|()| (control, notices))
+            status.map(|details| (control, notices, details))
         })
         .await
         .map_err(|e| format!("runner set-up task failed: {e}"))
@@ -126,11 +128,12 @@ pub async fn prepare(
     .await;
 
     match ready {
-        Ok((control, notices)) => Ok(PreparedRunner {
+        Ok((control, notices, details)) => Ok(PreparedRunner {
             pid,
             exit,
             control,
             notices,
+            details,
         }),
         Err(message) => {
             let _ = nix::sys::signal::kill(

@@ -9,7 +9,7 @@ use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use containerd_shim::api::{
@@ -232,6 +232,7 @@ impl Task for TaskService {
         req: CreateTaskRequest,
     ) -> ttrpc::Result<CreateTaskResponse> {
         let id = req.id.clone();
+        let create_started = Instant::now();
         let bundle = PathBuf::from(&req.bundle);
         if self.inner.containers.lock().await.contains_key(&id) {
             return Err(error(
@@ -305,6 +306,7 @@ impl Task for TaskService {
                 .unwrap_or_default(),
         )
         .map_err(|e| cleanup(error(Code::INVALID_ARGUMENT, e)))?;
+        let spawn_at = Instant::now();
         let prepared = runner::prepare(&id, &plan, stdio, &self.inner.exits, &namespaces, |pid| {
             cgroup.add(pid)
         })
@@ -320,6 +322,13 @@ impl Task for TaskService {
         log::info!(
             "container {id}: runner {pid} ready for {}",
             plan.module_guest_path
+        );
+        log::debug!(
+            "container {id}: create path: set-up {:.2} ms, runner spawn to ready {:.2} ms, total {:.2} ms; runner: {}",
+            (spawn_at - create_started).as_secs_f64() * 1000.0,
+            spawn_at.elapsed().as_secs_f64() * 1000.0,
+            create_started.elapsed().as_secs_f64() * 1000.0,
+            prepared.details
         );
         self.watch_notices(&id, prepared.notices);
         if let Err(e) = std::fs::write(bundle.join("runner.pid"), pid.to_string()) {

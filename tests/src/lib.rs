@@ -208,13 +208,23 @@ impl Containerd {
         }
     }
 
-    /// The compiled-module cache's entries.
+    /// The compiled-module cache's entries (the `.cwasm` files).
     pub fn cache_entries(&self) -> Vec<PathBuf> {
         let mut entries: Vec<PathBuf> = std::fs::read_dir(&self.cache_dir)
-            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+                    .collect()
+            })
             .unwrap_or_default();
         entries.sort();
         entries
+    }
+
+    /// containerd's log, the shims' lines included.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir().join("containerd.log")).unwrap_or_default()
     }
 
     /// containerd's log, for failure messages.

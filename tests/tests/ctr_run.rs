@@ -229,9 +229,27 @@ fn a_module_is_compiled_once_and_then_loaded_from_the_cache() {
     );
     let after = std::fs::metadata(&entries[0]).unwrap();
     assert_eq!(
-        (before.ino(), before.mtime_nsec()),
-        (after.ino(), after.mtime_nsec()),
-        "entry rewritten"
+        before.ino(),
+        after.ino(),
+        "entry replaced: it was compiled again"
+    );
+    // The runner reports how it got the module; the shim logs it.
+    let log = cd.log();
+    let create_line = |id: &str| {
+        log.lines()
+            .find(|l| l.contains(&format!("container {id}: create path")))
+            .unwrap_or_else(|| panic!("no create-path line for {id} in containerd's log"))
+            .to_string()
+    };
+    assert!(
+        create_line("cache1").contains("cache=compiled"),
+        "{}",
+        create_line("cache1")
+    );
+    assert!(
+        create_line("cache2").contains("cache=hit"),
+        "{}",
+        create_line("cache2")
     );
     cd.assert_nothing_left();
 }

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Installs what building and testing wasmbox needs, and only what is missing:
-# Debian packages (clang, lld and wasi-libc for the C sample; protobuf and
-# build tools), the Rust wasm targets, and Debian's containerd and runc
+# Debian packages (clang, lld and wasi-libc for the C sample; protoc for the
+# test clients; build tools), the Rust wasm targets, and Debian's containerd and runc
 # unpacked into .cache (never installed system-wide).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 
 need_pkgs=()
-for pkg in clang lld wasi-libc libclang-rt-14-dev-wasm32 make gcc pkg-config ca-certificates; do
+for pkg in clang lld wasi-libc libclang-rt-14-dev-wasm32 protobuf-compiler util-linux make gcc pkg-config ca-certificates; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_pkgs+=("$pkg")
 done
 if (( ${#need_pkgs[@]} )); then

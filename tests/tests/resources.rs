@@ -277,3 +277,76 @@ fn a_systemd_style_cgroups_path_is_expanded() {
     wait_with_timeout(&mut run, Duration::from_secs(10));
     cd.assert_nothing_left();
 }
+
+#[test]
+fn update_applies_new_limits_to_a_running_task() {
+    use containerd_client::services::v1::UpdateTaskRequest;
+    use containerd_client::tonic::Request;
+    use containerd_client::with_namespace;
+
+    let cd = Containerd::start();
+    let rootfs = rootfs_with(&[("/sleeper.wasm", &wasm("sleeper"))]);
+    let root = rootfs.path().to_str().unwrap();
+    let mut run = cd.spawn_ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        "--memory-limit",
+        "134217728",
+        "--cgroup",
+        "/wasmbox-test/upd1",
+        "--rootfs",
+        root,
+        "upd1",
+        "/sleeper.wasm",
+    ]);
+    wait_for_line(&mut run, "sleeper: up", Duration::from_secs(30));
+    let (controller, file, before) = if cgroup_v1() {
+        ("memory", "memory.limit_in_bytes", "134217728")
+    } else {
+        ("", "memory.max", "134217728")
+    };
+    assert_eq!(cgroup_file(controller, "/wasmbox-test/upd1", file), before);
+
+    // What containerd's Go client sends: LinuxResources as JSON in an Any.
+    let resources = r#"{"memory":{"limit":268435456},"cpu":{"quota":20000,"period":100000}}"#;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let channel = containerd_client::connect(&cd.address)
+            .await
+            .expect("connect to containerd");
+        let mut tasks = containerd_client::services::v1::tasks_client::TasksClient::new(channel);
+        let request = UpdateTaskRequest {
+            container_id: "upd1".into(),
+            resources: Some(prost_types::Any {
+                type_url: "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources".into(),
+                value: resources.as_bytes().to_vec(),
+            }),
+            ..Default::default()
+        };
+        tasks
+            .update(with_namespace!(request, "default"))
+            .await
+            .expect("Update");
+    });
+    assert_eq!(
+        cgroup_file(controller, "/wasmbox-test/upd1", file),
+        "268435456"
+    );
+    if cgroup_v1() {
+        assert_eq!(
+            cgroup_file("cpu", "/wasmbox-test/upd1", "cpu.cfs_quota_us"),
+            "20000"
+        );
+    }
+    assert_success(
+        &cd.ctr(&["task", "kill", "--signal", "SIGKILL", "upd1"]),
+        "kill",
+    );
+    wait_with_timeout(&mut run, Duration::from_secs(10));
+    cd.assert_nothing_left();
+}

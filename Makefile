@@ -4,7 +4,7 @@ CARGO ?= cargo
 APPS := hello sleeper exit-code cat trap fsprobe memhog busy
 WASM_DIR := target/wasm32-wasip1/release
 
-.PHONY: all deps build apps images demo test test-unit test-integration test-compat lint install clean
+.PHONY: all deps build apps images demo test test-compat bench lint install clean
 
 all: build
 
@@ -44,6 +44,11 @@ test-compat: build
 	WASMBOX_CONTAINERD=1.6 scripts/install-deps.sh
 	WASMBOX_CONTAINERD=1.7 $(CARGO) test --release -p wasmbox-tests
 	WASMBOX_CONTAINERD=1.6 $(CARGO) test --release -p wasmbox-tests
+
+## bench: wasmbox against runc on one private containerd -> bench/RESULTS.md and SVG charts
+bench: build
+	$(CARGO) build --release -p wasmbox-bench
+	target/release/wasmbox-bench
 
 lint:
 	$(CARGO) fmt --all --check

@@ -133,6 +133,12 @@ impl Containerd {
             .output()
             .expect("run wasmbox-image");
         assert_success(&out, "wasmbox-image");
+        self.import_tar(&tar);
+    }
+
+    /// Imports an image tarball (all platforms: wasm images are not the
+    /// host's).
+    pub fn import_tar(&self, tar: &Path) {
         let tar = tar.to_str().expect("utf-8 path");
         let out = self.ctr(&["images", "import", "--all-platforms", tar]);
         assert_success(&out, "ctr images import");

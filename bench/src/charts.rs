@@ -1,0 +1,102 @@
+//! The SVG charts next to RESULTS.md: the start-time distributions of
+//! table 1 and the memory per container of table 3, drawn with plotters.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{anyhow, Result};
+use plotters::prelude::*;
+
+use crate::measure::Memory;
+
+const WASMBOX: RGBColor = RGBColor(0x65, 0x4f, 0xf0);
+const RUNC: RGBColor = RGBColor(0x8a, 0x8a, 0x8a);
+
+fn label(x: f64) -> String {
+    if (0.0..1.0).contains(&x) {
+        "wasmbox".into()
+    } else if (1.0..2.0).contains(&x) {
+        "runc".into()
+    } else {
+        String::new()
+    }
+}
+
+/// Every run as a dot, per runtime, with the median as a bar.
+pub fn start_times(path: &Path, wasm: &[Duration], runc: &[Duration]) -> Result<()> {
+    let ms = |d: &Duration| d.as_secs_f64() * 1000.0;
+    let top = wasm.iter().chain(runc).map(ms).fold(0.0, f64::max) * 1.15;
+    let root = SVGBackend::new(path, (640, 420)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("ctr run --rm hello: start time per run", ("sans-serif", 20))
+        .margin(16)
+        .x_label_area_size(36)
+        .y_label_area_size(56)
+        .build_cartesian_2d(0.0..2.0, 0.0..top)
+        .map_err(|e| anyhow!("{e}"))?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(4)
+        .x_label_formatter(&|x| label(*x + 0.25))
+        .y_desc("milliseconds")
+        .draw()
+        .map_err(|e| anyhow!("{e}"))?;
+    for (i, (samples, color)) in [(wasm, WASMBOX), (runc, RUNC)].into_iter().enumerate() {
+        let center = i as f64 + 0.5;
+        let n = samples.len().max(1) as f64;
+        chart
+            .draw_series(samples.iter().enumerate().map(|(j, d)| {
+                let jitter = (j as f64 / n - 0.5) * 0.3;
+                Circle::new((center + jitter, ms(d)), 4, color.mix(0.7).filled())
+            }))
+            .map_err(|e| anyhow!("{e}"))?;
+        let median = crate::measure::Stats::of(samples).median;
+        chart
+            .draw_series(std::iter::once(PathElement::new(
+                vec![(center - 0.25, ms(&median)), (center + 0.25, ms(&median))],
+                color.stroke_width(3),
+            )))
+            .map_err(|e| anyhow!("{e}"))?;
+    }
+    root.present().map_err(|e| anyhow!("{e}"))?;
+    Ok(())
+}
+
+/// PSS per idle container, one bar per runtime.
+pub fn memory(path: &Path, wasm: &Memory, runc: &Memory) -> Result<()> {
+    let mib = |m: &Memory| m.per_container_kib() / 1024.0;
+    let top = mib(wasm).max(mib(runc)) * 1.25;
+    let root = SVGBackend::new(path, (640, 420)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!("PSS per idle container ({} containers)", wasm.containers),
+            ("sans-serif", 20),
+        )
+        .margin(16)
+        .x_label_area_size(36)
+        .y_label_area_size(56)
+        .build_cartesian_2d(0.0..2.0, 0.0..top)
+        .map_err(|e| anyhow!("{e}"))?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(4)
+        .x_label_formatter(&|x| label(*x + 0.25))
+        .y_desc("MiB per container (shim + its children)")
+        .draw()
+        .map_err(|e| anyhow!("{e}"))?;
+    for (i, (m, color)) in [(wasm, WASMBOX), (runc, RUNC)].into_iter().enumerate() {
+        let center = i as f64 + 0.5;
+        chart
+            .draw_series(std::iter::once(Rectangle::new(
+                [(center - 0.3, 0.0), (center + 0.3, mib(m))],
+                color.filled(),
+            )))
+            .map_err(|e| anyhow!("{e}"))?;
+    }
+    root.present().map_err(|e| anyhow!("{e}"))?;
+    Ok(())
+}

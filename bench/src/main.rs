@@ -1,0 +1,262 @@
+//! `make bench`: wasmbox against runc, side by side, on one private
+//! containerd, written to `bench/RESULTS.md` with SVG charts beside it.
+//!
+//! 1. Start time: `ctr run --rm` of `hello` (wasm) against a static musl
+//!    `hello` in a scratch image run by runc, interleaved run by run.
+//! 2. Idle memory: N `sleeper` containers started with `ctr run -d`; the
+//!    PSS of every shim and its children, per container, against N runc
+//!    containers of a static musl sleeper.
+//! 3. Throughput: containers per second through containerd (create, start,
+//!    wait, delete, as `ctr run --rm` does) at parallelism 1 and 8.
+//!
+//! Machines here are shared and noisy, so every table reports medians (and
+//! min and max) and the wasmbox/runc ratio from the same run.
+//!
+//! Environment: `WASMBOX_BENCH_RUNS` (start-time runs per runtime, default
+//! 20), `WASMBOX_BENCH_IDLE` (idle containers, default 200),
+//! `WASMBOX_BENCH_JOBS` (containers per throughput measurement, default 48).
+
+mod charts;
+mod measure;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use wasmbox_tests::{repo_root, sample_wasm, Containerd, RUNTIME};
+
+use measure::{idle_memory, start_times, throughput, Stats};
+
+/// An image for each side of a comparison.
+struct Images {
+    wasm_hello: String,
+    wasm_sleeper: String,
+    runc_hello: String,
+    runc_sleeper: String,
+}
+
+fn env_number(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Builds the musl baselines with Debian's musl-gcc.
+fn build_musl(name: &str, out_dir: &Path) -> Result<PathBuf> {
+    let source = repo_root().join(format!("bench/native/{name}.c"));
+    let out = out_dir.join(format!("{name}-musl"));
+    let status = Command::new("musl-gcc")
+        .args(["-static", "-O2", "-o"])
+        .arg(&out)
+        .arg(&source)
+        .status()
+        .context("musl-gcc (Debian's musl-tools) is needed for the runc baseline")?;
+    if !status.success() {
+        bail!("musl-gcc failed on {}", source.display());
+    }
+    Ok(out)
+}
+
+fn pack(binary: &Path, name: &str, entrypoint: &str, platform: &str, out: &Path) -> Result<()> {
+    let status = Command::new(repo_root().join("target/release/wasmbox-image"))
+        .arg("--wasm")
+        .arg(binary)
+        .args([
+            "--name",
+            name,
+            "--entrypoint",
+            entrypoint,
+            "--platform",
+            platform,
+        ])
+        .arg("--output")
+        .arg(out)
+        .stdout(std::process::Stdio::null())
+        .status()?;
+    if !status.success() {
+        bail!("wasmbox-image failed for {name}");
+    }
+    Ok(())
+}
+
+fn prepare_images(cd: &Containerd) -> Result<Images> {
+    let work = cd.dir().join("bench-images");
+    std::fs::create_dir_all(&work)?;
+    let images = Images {
+        wasm_hello: "docker.io/bench/hello-wasm:latest".into(),
+        wasm_sleeper: "docker.io/bench/sleeper-wasm:latest".into(),
+        runc_hello: "docker.io/bench/hello-musl:latest".into(),
+        runc_sleeper: "docker.io/bench/sleeper-musl:latest".into(),
+    };
+    let hello_musl = build_musl("hello", &work)?;
+    let sleeper_musl = build_musl("sleeper", &work)?;
+    let packs = [
+        (
+            sample_wasm("hello"),
+            &images.wasm_hello,
+            "/app.wasm",
+            "wasi/wasm",
+        ),
+        (
+            sample_wasm("sleeper"),
+            &images.wasm_sleeper,
+            "/app.wasm",
+            "wasi/wasm",
+        ),
+        (hello_musl, &images.runc_hello, "/hello", "linux/amd64"),
+        (
+            sleeper_musl,
+            &images.runc_sleeper,
+            "/sleeper",
+            "linux/amd64",
+        ),
+    ];
+    for (i, (binary, name, entrypoint, platform)) in packs.iter().enumerate() {
+        let tar = work.join(format!("image-{i}.tar"));
+        pack(binary, name, entrypoint, platform, &tar)?;
+        cd.import_tar(&tar);
+    }
+    Ok(images)
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let mem_kb: u64 = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("MemTotal:")?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!(
+        "{cpu}, {cores} cores, {:.0} GiB, Linux {}",
+        mem_kb as f64 / 1048576.0,
+        kernel.trim()
+    )
+}
+
+fn date() -> String {
+    Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn main() -> Result<()> {
+    let runs = env_number("WASMBOX_BENCH_RUNS", 20).max(10);
+    let idle = env_number("WASMBOX_BENCH_IDLE", 200);
+    let jobs = env_number("WASMBOX_BENCH_JOBS", 48);
+    let out_dir = repo_root().join("bench");
+
+    eprintln!("bench: starting a private containerd");
+    let cd = Containerd::start();
+    let images = prepare_images(&cd)?;
+
+    eprintln!("bench: start time, {runs} runs each");
+    let (wasm_starts, runc_starts) =
+        start_times(&cd, &images.wasm_hello, &images.runc_hello, runs)?;
+    let wasm_start = Stats::of(&wasm_starts);
+    let runc_start = Stats::of(&runc_starts);
+
+    eprintln!("bench: idle memory, {idle} containers each");
+    let wasm_mem = idle_memory(&cd, &images.wasm_sleeper, Some(RUNTIME), idle, "wasmbox")?;
+    let runc_mem = idle_memory(&cd, &images.runc_sleeper, None, idle, "runc")?;
+
+    eprintln!("bench: throughput, {jobs} containers per measurement");
+    let mut rates = Vec::new();
+    for parallelism in [1, 8] {
+        let wasm = throughput(&cd, &images.wasm_hello, Some(RUNTIME), jobs, parallelism)?;
+        let runc = throughput(&cd, &images.runc_hello, None, jobs, parallelism)?;
+        rates.push((parallelism, wasm, runc));
+    }
+
+    charts::start_times(&out_dir.join("start-time.svg"), &wasm_starts, &runc_starts)?;
+    charts::memory(&out_dir.join("idle-memory.svg"), &wasm_mem, &runc_mem)?;
+
+    let mut md = String::new();
+    md.push_str("# wasmbox benchmarks\n\n");
+    md.push_str(&format!(
+        "- Command: `make bench` (WASMBOX_BENCH_RUNS={runs}, WASMBOX_BENCH_IDLE={idle}, WASMBOX_BENCH_JOBS={jobs})\n"
+    ));
+    md.push_str(&format!("- Machine: {}\n", machine()));
+    md.push_str(&format!("- Date: {}\n", date()));
+    md.push_str(&format!(
+        "- containerd {} (Debian), runc from Debian bookworm; both runtimes on the same private containerd, in one run.\n",
+        cd.version
+    ));
+    md.push_str("- Shared, noisy machine: read medians and ratios, not single numbers.\n\n");
+
+    md.push_str("## 1. Start time: `ctr run --rm` of hello\n\n");
+    md.push_str("wasmbox runs the Rust `hello` (wasm32-wasip1) image; runc runs a static musl `hello` (Debian's musl-gcc) from a scratch image. Runs alternate between the two; each side had one warm-up run first (which fills wasmbox's compiled cache).\n\n");
+    md.push_str("| runtime | median ms | min ms | max ms | runs |\n|---|---|---|---|---|\n");
+    for (name, s) in [("wasmbox", &wasm_start), ("runc", &runc_start)] {
+        md.push_str(&format!(
+            "| {name} | {:.1} | {:.1} | {:.1} | {} |\n",
+            ms(s.median),
+            ms(s.min),
+            ms(s.max),
+            s.count
+        ));
+    }
+    md.push_str(&format!(
+        "| **ratio wasmbox/runc** | **{:.2}** | | | |\n\n![start time distributions](start-time.svg)\n\n",
+        wasm_start.median.as_secs_f64() / runc_start.median.as_secs_f64()
+    ));
+
+    md.push_str("## 2. A large real program\n\nNot measured yet: see the open issue.\n\n");
+
+    md.push_str(&format!("## 3. Idle memory: {idle} sleeper containers\n\n"));
+    md.push_str("PSS (proportional set size: shared pages are split between the processes that map them) of every shim process and its children (wasmbox: the runners; runc: the container's process), summed and divided by the number of containers.\n\n");
+    md.push_str("| runtime | total PSS MiB | per container MiB | processes |\n|---|---|---|---|\n");
+    for (name, m) in [("wasmbox", &wasm_mem), ("runc", &runc_mem)] {
+        md.push_str(&format!(
+            "| {name} | {:.1} | {:.2} | {} |\n",
+            m.total_kib as f64 / 1024.0,
+            m.per_container_kib() / 1024.0,
+            m.processes
+        ));
+    }
+    md.push_str(&format!(
+        "| **ratio wasmbox/runc** | | **{:.2}** | |\n\n![idle memory per container](idle-memory.svg)\n\n",
+        wasm_mem.per_container_kib() / runc_mem.per_container_kib()
+    ));
+
+    md.push_str(&format!(
+        "## 4. Throughput: {jobs} × create → start → wait → delete\n\n"
+    ));
+    md.push_str(
+        "Each container is one `ctr run --rm` of hello; `parallelism` of them run at a time.\n\n",
+    );
+    md.push_str("| parallelism | wasmbox containers/s | runc containers/s | ratio wasmbox/runc |\n|---|---|---|---|\n");
+    for (parallelism, wasm, runc) in &rates {
+        md.push_str(&format!(
+            "| {parallelism} | {wasm:.1} | {runc:.1} | **{:.2}** |\n",
+            wasm / runc
+        ));
+    }
+    std::fs::write(out_dir.join("RESULTS.md"), &md)?;
+    print!("{md}");
+    Ok(())
+}

@@ -1,0 +1,237 @@
+//! The measurements: start times, idle memory (PSS) and throughput, each
+//! driven through `ctr` against the private containerd.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use wasmbox_tests::Containerd;
+
+/// Median, min and max of a set of durations.
+pub struct Stats {
+    pub median: Duration,
+    pub min: Duration,
+    pub max: Duration,
+    pub count: usize,
+}
+
+impl Stats {
+    pub fn of(samples: &[Duration]) -> Self {
+        let mut sorted = samples.to_vec();
+        sorted.sort();
+        let n = sorted.len();
+        let median = if n % 2 == 1 {
+            sorted[n / 2]
+        } else {
+            (sorted[n / 2 - 1] + sorted[n / 2]) / 2
+        };
+        Self {
+            median,
+            min: sorted[0],
+            max: sorted[n - 1],
+            count: n,
+        }
+    }
+}
+
+/// One `ctr run --rm` of `image`, timed; fails unless it exits 0.
+fn timed_run(cd: &Containerd, image: &str, runtime: Option<&str>, id: &str) -> Result<Duration> {
+    let mut args = vec!["run", "--rm"];
+    if let Some(runtime) = runtime {
+        args.extend(["--runtime", runtime]);
+    }
+    args.extend([image, id]);
+    let started = Instant::now();
+    let out = cd.ctr_with_timeout(&args, Duration::from_secs(120));
+    let took = started.elapsed();
+    if !out.status.success() {
+        bail!(
+            "ctr run {image} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(took)
+}
+
+/// `runs` start times of each image, alternating, after one warm-up each.
+pub fn start_times(
+    cd: &Containerd,
+    wasm_image: &str,
+    runc_image: &str,
+    runs: usize,
+) -> Result<(Vec<Duration>, Vec<Duration>)> {
+    timed_run(cd, wasm_image, Some(wasmbox_tests::RUNTIME), "warm-wasm")?;
+    timed_run(cd, runc_image, None, "warm-runc")?;
+    let mut wasm = Vec::with_capacity(runs);
+    let mut runc = Vec::with_capacity(runs);
+    for i in 0..runs {
+        wasm.push(timed_run(
+            cd,
+            wasm_image,
+            Some(wasmbox_tests::RUNTIME),
+            &format!("start-wasm-{i}"),
+        )?);
+        runc.push(timed_run(cd, runc_image, None, &format!("start-runc-{i}"))?);
+    }
+    Ok((wasm, runc))
+}
+
+/// The PSS of a set of idle containers.
+pub struct Memory {
+    pub total_kib: u64,
+    pub containers: usize,
+    pub processes: usize,
+}
+
+impl Memory {
+    pub fn per_container_kib(&self) -> f64 {
+        self.total_kib as f64 / self.containers.max(1) as f64
+    }
+}
+
+fn pss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Pss:")?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
+fn parent_pid(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command may hold spaces and parentheses; fields follow the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Shims of this containerd whose binary name contains `shim`, and their
+/// children.
+fn shim_family(cd: &Containerd, shim: &str) -> Vec<u32> {
+    let address = format!("-address {}", cd.address.display());
+    let pids: Vec<u32> = std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let shims: Vec<u32> = pids
+        .iter()
+        .copied()
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            cmdline.contains(shim) && cmdline.contains(&address)
+        })
+        .collect();
+    let children: Vec<u32> = pids
+        .iter()
+        .copied()
+        .filter(|pid| parent_pid(*pid).is_some_and(|p| shims.contains(&p)))
+        .collect();
+    shims.into_iter().chain(children).collect()
+}
+
+/// Starts `count` detached containers of `image`, sums the PSS of their
+/// shims and children, then removes them all.
+pub fn idle_memory(
+    cd: &Containerd,
+    image: &str,
+    runtime: Option<&str>,
+    count: usize,
+    label: &str,
+) -> Result<Memory> {
+    let ids: Vec<String> = (0..count).map(|i| format!("idle-{label}-{i}")).collect();
+    for id in &ids {
+        let mut args = vec!["run", "-d"];
+        if let Some(runtime) = runtime {
+            args.extend(["--runtime", runtime]);
+        }
+        args.extend([image, id.as_str()]);
+        let out = cd.ctr_with_timeout(&args, Duration::from_secs(120));
+        if !out.status.success() {
+            bail!("ctr run -d {id}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+    let shim = if runtime.is_some() {
+        "containerd-shim-wasmbox-v1"
+    } else {
+        "containerd-shim-runc-v2"
+    };
+    let family = shim_family(cd, shim);
+    let memory = Memory {
+        total_kib: family.iter().map(|pid| pss_kib(*pid)).sum(),
+        containers: count,
+        processes: family.len(),
+    };
+    remove_all(cd, &ids);
+    Ok(memory)
+}
+
+/// Kills and deletes the given containers, a few at a time.
+fn remove_all(cd: &Containerd, ids: &[String]) {
+    std::thread::scope(|s| {
+        for chunk in ids.chunks(ids.len().div_ceil(8).max(1)) {
+            s.spawn(move || {
+                for id in chunk {
+                    let _ = cd.ctr(&["task", "kill", "--signal", "SIGKILL", id]);
+                    // Retry until the kill has landed and the task stopped.
+                    let mut deleted = false;
+                    for _ in 0..200 {
+                        if cd.ctr(&["task", "delete", id]).status.success() {
+                            deleted = true;
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    if !deleted {
+                        eprintln!("bench: could not delete task {id}");
+                    }
+                    let _ = cd.ctr(&["container", "delete", id]);
+                }
+            });
+        }
+    });
+}
+
+/// Containers per second for `jobs` runs of `image`, `parallelism` at a time.
+pub fn throughput(
+    cd: &Containerd,
+    image: &str,
+    runtime: Option<&str>,
+    jobs: usize,
+    parallelism: usize,
+) -> Result<f64> {
+    let label = if runtime.is_some() { "wasm" } else { "runc" };
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let started = Instant::now();
+    let results: Vec<Result<()>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..parallelism)
+            .map(|_| {
+                let next = &next;
+                s.spawn(move || -> Result<()> {
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        if i >= jobs {
+                            return Ok(());
+                        }
+                        timed_run(cd, image, runtime, &format!("tp-{label}-{parallelism}-{i}"))?;
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| bail!("worker panicked")))
+            .collect()
+    });
+    for r in results {
+        r?;
+    }
+    Ok(jobs as f64 / started.elapsed().as_secs_f64())
+}

@@ -132,6 +132,12 @@ impl ModuleCache {
         let outcome = match self.store(&entry, &module) {
             Ok(()) => {
                 self.evict_beyond_limit(&entry);
+                // Map the stored entry instead of keeping the compiled code
+                // in this process's heap: its pages are then shared with
+                // every later runner of the module (lower PSS).
+                if let Some(mapped) = self.load(engine, &entry) {
+                    return Ok((mapped, CacheOutcome::Compiled));
+                }
                 CacheOutcome::Compiled
             }
             Err(e) => {

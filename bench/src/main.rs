@@ -3,10 +3,12 @@
 //!
 //! 1. Start time: `ctr run --rm` of `hello` (wasm) against a static musl
 //!    `hello` in a scratch image run by runc, interleaved run by run.
-//! 2. Idle memory: N `sleeper` containers started with `ctr run -d`; the
+//! 2. A large real program: the SQLite shell built for wasm32-wasip1, cold
+//!    (compiled cache emptied) and cached starts.
+//! 3. Idle memory: N `sleeper` containers started with `ctr run -d`; the
 //!    PSS of every shim and its children, per container, against N runc
 //!    containers of a static musl sleeper.
-//! 3. Throughput: containers per second through containerd (create, start,
+//! 4. Throughput: containers per second through containerd (create, start,
 //!    wait, delete, as `ctr run --rm` does) at parallelism 1 and 8.
 //!
 //! Machines here are shared and noisy, so every table reports medians (and
@@ -26,10 +28,12 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use wasmbox_tests::{repo_root, sample_wasm, Containerd, RUNTIME};
 
-use measure::{idle_memory, start_times, throughput, Stats};
+use measure::{idle_memory, large_program, start_times, throughput, Stats};
 
 /// An image for each side of a comparison.
 struct Images {
+    wasm_sqlite: String,
+    runc_sqlite: String,
     wasm_hello: String,
     wasm_sleeper: String,
     runc_hello: String,
@@ -85,6 +89,8 @@ fn prepare_images(cd: &Containerd) -> Result<Images> {
     let work = cd.dir().join("bench-images");
     std::fs::create_dir_all(&work)?;
     let images = Images {
+        wasm_sqlite: "docker.io/bench/sqlite-wasm:latest".into(),
+        runc_sqlite: "docker.io/bench/sqlite-musl:latest".into(),
         wasm_hello: "docker.io/bench/hello-wasm:latest".into(),
         wasm_sleeper: "docker.io/bench/sleeper-wasm:latest".into(),
         runc_hello: "docker.io/bench/hello-musl:latest".into(),
@@ -180,6 +186,20 @@ fn main() -> Result<()> {
     let wasm_start = Stats::of(&wasm_starts);
     let runc_start = Stats::of(&runc_starts);
 
+    eprintln!("bench: the SQLite shell, {runs} cold and {runs} cached starts");
+    let sqlite_args = [
+        ":memory:",
+        "create table t(x); insert into t values (1),(2),(39); select sum(x) from t;",
+    ];
+    let (sqlite_cold, sqlite_cached, sqlite_native) = large_program(
+        &cd,
+        &images.wasm_sqlite,
+        &images.runc_sqlite,
+        &sqlite_args,
+        runs,
+    )?;
+    let sqlite_size = std::fs::metadata(repo_root().join("target/wasm/sqlite3.wasm"))?.len();
+
     eprintln!("bench: idle memory, {idle} containers each");
     let wasm_mem = idle_memory(&cd, &images.wasm_sleeper, Some(RUNTIME), idle, "wasmbox")?;
     let runc_mem = idle_memory(&cd, &images.runc_sleeper, None, idle, "runc")?;
@@ -225,7 +245,35 @@ fn main() -> Result<()> {
         wasm_start.median.as_secs_f64() / runc_start.median.as_secs_f64()
     ));
 
-    md.push_str("## 2. A large real program\n\nNot measured yet: see the open issue.\n\n");
+    md.push_str("## 2. A large real program: the SQLite shell\n\n");
+    md.push_str(&format!(
+        "SQLite 3.40.1's shell (Debian's source, `bench/sqlite/build.sh`) built for wasm32-wasip1 with Debian's clang 14, lld and wasi-libc: {:.1} MiB of wasm. Each run is `ctr run --rm` of its image with `:memory:` and a query that creates a table, inserts and sums. A cold start has the compiled cache emptied first, so it includes compiling the module (Cranelift, on every core); a cached start maps the compiled module. The hello row is table 1's wasmbox median, from the same run.\n\n",
+        sqlite_size as f64 / 1048576.0
+    ));
+    let cold = Stats::of(&sqlite_cold);
+    let cached = Stats::of(&sqlite_cached);
+    let native = Stats::of(&sqlite_native);
+    md.push_str("| start | median ms | min ms | max ms | runs |\n|---|---|---|---|---|\n");
+    for (name, s) in [
+        ("wasmbox: SQLite, cold (compile)", &cold),
+        ("wasmbox: SQLite, cached", &cached),
+        ("runc: SQLite, static musl", &native),
+        ("wasmbox: hello (table 1)", &wasm_start),
+    ] {
+        md.push_str(&format!(
+            "| {name} | {:.1} | {:.1} | {:.1} | {} |\n",
+            ms(s.median),
+            ms(s.min),
+            ms(s.max),
+            s.count
+        ));
+    }
+    md.push_str(&format!(
+        "| **ratio wasmbox SQLite cached / wasmbox hello** | **{:.2}** | | | |\n| **ratio wasmbox SQLite cached / runc SQLite** | **{:.2}** | | | |\n| ratio wasmbox SQLite cold / cached | {:.1} | | | |\n\n",
+        cached.median.as_secs_f64() / wasm_start.median.as_secs_f64(),
+        cached.median.as_secs_f64() / native.median.as_secs_f64(),
+        cold.median.as_secs_f64() / cached.median.as_secs_f64()
+    ));
 
     md.push_str(&format!("## 3. Idle memory: {idle} sleeper containers\n\n"));
     md.push_str("PSS (proportional set size: shared pages are split between the processes that map them) of every shim process and its children (wasmbox: the runners; runc: the container's process), summed and divided by the number of containers.\n\n");

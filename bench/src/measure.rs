@@ -35,11 +35,23 @@ impl Stats {
 
 /// One `ctr run --rm` of `image`, timed; fails unless it exits 0.
 fn timed_run(cd: &Containerd, image: &str, runtime: Option<&str>, id: &str) -> Result<Duration> {
+    timed_run_with(cd, image, runtime, id, &[])
+}
+
+/// Like `timed_run`, with the container's args after the id.
+pub fn timed_run_with(
+    cd: &Containerd,
+    image: &str,
+    runtime: Option<&str>,
+    id: &str,
+    guest_args: &[&str],
+) -> Result<Duration> {
     let mut args = vec!["run", "--rm"];
     if let Some(runtime) = runtime {
         args.extend(["--runtime", runtime]);
     }
     args.extend([image, id]);
+    args.extend_from_slice(guest_args);
     let started = Instant::now();
     let out = cd.ctr_with_timeout(&args, Duration::from_secs(120));
     let took = started.elapsed();
@@ -73,6 +85,56 @@ pub fn start_times(
         runc.push(timed_run(cd, runc_image, None, &format!("start-runc-{i}"))?);
     }
     Ok((wasm, runc))
+}
+
+/// Cold starts (the compiled cache emptied before each) and cached starts
+/// of a large module run with `guest_args`, and as many runs of the same
+/// program built natively under runc (interleaved with the cached ones).
+pub fn large_program(
+    cd: &Containerd,
+    image: &str,
+    native_image: &str,
+    guest_args: &[&str],
+    runs: usize,
+) -> Result<(Vec<Duration>, Vec<Duration>, Vec<Duration>)> {
+    let runtime = Some(wasmbox_tests::RUNTIME);
+    timed_run_with(cd, native_image, None, "large-native-warm", guest_args)?;
+    let mut cold = Vec::with_capacity(runs);
+    for i in 0..runs {
+        for entry in std::fs::read_dir(&cd.cache_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let _ = std::fs::remove_file(entry.path());
+        }
+        cold.push(timed_run_with(
+            cd,
+            image,
+            runtime,
+            &format!("large-cold-{i}"),
+            guest_args,
+        )?);
+    }
+    let mut cached = Vec::with_capacity(runs);
+    let mut native = Vec::with_capacity(runs);
+    for i in 0..runs {
+        cached.push(timed_run_with(
+            cd,
+            image,
+            runtime,
+            &format!("large-cached-{i}"),
+            guest_args,
+        )?);
+        native.push(timed_run_with(
+            cd,
+            native_image,
+            None,
+            &format!("large-native-{i}"),
+            guest_args,
+        )?);
+    }
+    Ok((cold, cached, native))
 }
 
 /// The PSS of a set of idle containers.

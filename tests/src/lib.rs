@@ -136,6 +136,50 @@ impl Containerd {
         self.import_tar(&tar);
     }
 
+    /// `ctr run` arguments that run `args` in `rootfs` as `uid:gid`. ctr
+    /// 1.6 has no `--user`: there the spec is written out (ctr's default
+    /// spec with the user, args and root set) and passed with `--config`.
+    pub fn run_as_user_args(
+        &self,
+        rootfs: &Path,
+        id: &str,
+        uid: u32,
+        gid: u32,
+        args: &[&str],
+    ) -> Vec<String> {
+        let root = rootfs.to_str().expect("utf-8 path").to_string();
+        let mut all: Vec<String> = ["run", "--rm", "--runtime", RUNTIME]
+            .map(String::from)
+            .to_vec();
+        if self.version != "1.6" {
+            all.extend([
+                "--user".into(),
+                format!("{uid}:{gid}"),
+                "--rootfs".into(),
+                root,
+                id.into(),
+            ]);
+            all.extend(args.iter().map(|a| a.to_string()));
+            return all;
+        }
+        let out = self.ctr(&["oci", "spec"]);
+        assert_success(&out, "ctr oci spec");
+        let mut spec: serde_json::Value = serde_json::from_slice(&out.stdout).expect("spec JSON");
+        spec["process"]["user"] = serde_json::json!({"uid": uid, "gid": gid});
+        spec["process"]["args"] = serde_json::json!(args);
+        spec["root"] = serde_json::json!({"path": root, "readonly": false});
+        // As ctr does for a run: the namespace, then the container's id.
+        spec["linux"]["cgroupsPath"] = serde_json::json!(format!("/default/{id}"));
+        let path = self.dir().join(format!("{id}-spec.json"));
+        std::fs::write(&path, spec.to_string()).expect("write spec");
+        all.extend([
+            "--config".into(),
+            path.to_str().expect("utf-8 path").into(),
+            id.into(),
+        ]);
+        all
+    }
+
     /// Imports an image tarball (all platforms: wasm images are not the
     /// host's).
     pub fn import_tar(&self, tar: &Path) {
@@ -329,6 +373,11 @@ impl Lines {
             }
         });
         Self { rx }
+    }
+
+    /// The next line if one has arrived.
+    pub fn try_next(&mut self) -> Option<String> {
+        self.rx.try_recv().ok()
     }
 
     /// Reads until a line matches `done` (at most `timeout`), returning

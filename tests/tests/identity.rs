@@ -22,8 +22,31 @@ fn start_sleeper(
     let mut args = vec!["run", "--rm", "--runtime", RUNTIME];
     args.extend_from_slice(extra);
     args.extend_from_slice(&["--rootfs", root, id, "/sleeper.wasm"]);
-    let mut run = cd.spawn_ctr(&args);
-    wait_for_line(&mut run, "sleeper: up", Duration::from_secs(30));
+    start_sleeper_with(cd, id, &args)
+}
+
+/// Starts the sleeper with the full `ctr` arguments `args`.
+fn start_sleeper_with(cd: &Containerd, id: &str, args: &[&str]) -> (std::process::Child, u32) {
+    let mut run = cd.spawn_ctr(args);
+    let mut lines = Lines::of(&mut run);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(Some(status)) = run.try_wait() {
+            let mut err = String::new();
+            if let Some(mut e) = run.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut e, &mut err);
+            }
+            panic!("ctr {args:?} exited ({status}) before the guest was up: {err}");
+        }
+        if lines.try_next().is_some_and(|l| l == "sleeper: up") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sleeper did not come up within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let ps = stdout(&cd.ctr(&["task", "ps", id]));
     let pid = ps
         .lines()
@@ -120,8 +143,9 @@ fn a_new_network_namespace_has_only_loopback_and_host_or_path_namespaces_are_joi
 fn the_guest_runs_as_process_user_with_process_rlimits() {
     let cd = Containerd::start();
     let rootfs = rootfs_with(&[("/sleeper.wasm", &wasm("sleeper"))]);
-    let root = rootfs.path().to_str().unwrap();
-    let (run, pid) = start_sleeper(&cd, root, "user1", &["--user", "1000:1001"]);
+    let args = cd.run_as_user_args(rootfs.path(), "user1", 1000, 1001, &["/sleeper.wasm"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (run, pid) = start_sleeper_with(&cd, "user1", &args);
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let field = |name: &str| -> Vec<String> {
         status
@@ -162,22 +186,20 @@ fn file_permissions_are_checked_as_process_user() {
     std::os::unix::fs::chown(r.join("mine"), Some(1000), Some(1000)).unwrap();
     std::fs::write(r.join("secret"), "root only").unwrap();
     std::fs::set_permissions(r.join("secret"), std::fs::Permissions::from_mode(0o600)).unwrap();
-    let root = r.to_str().unwrap();
-    let out = cd.ctr(&[
-        "run",
-        "--rm",
-        "--runtime",
-        RUNTIME,
-        "--user",
-        "1000:1000",
-        "--rootfs",
-        root,
+    let args = cd.run_as_user_args(
+        r,
         "perm1",
-        "/fsprobe.wasm",
-        "write:/rootonly/x:no",
-        "write:/mine/x:yes",
-        "read:/secret",
-    ]);
+        1000,
+        1000,
+        &[
+            "/fsprobe.wasm",
+            "write:/rootonly/x:no",
+            "write:/mine/x:yes",
+            "read:/secret",
+        ],
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = cd.ctr(&args);
     assert_success(&out, "fsprobe as 1000");
     let text = stdout(&out);
     assert!(text.contains("write /rootonly/x: error"), "{text}");

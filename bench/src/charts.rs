@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{anyhow, Result};
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use crate::measure::Memory;
@@ -22,14 +23,21 @@ fn label(x: f64) -> String {
     }
 }
 
-/// Every run as a dot, per runtime, with the median as a bar.
-pub fn start_times(path: &Path, wasm: &[Duration], runc: &[Duration]) -> Result<()> {
-    let ms = |d: &Duration| d.as_secs_f64() * 1000.0;
-    let top = wasm.iter().chain(runc).map(ms).fold(0.0, f64::max) * 1.15;
+type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// A chart with wasmbox in the left column and runc in the right one, from
+/// 0 to `top` on the y axis; `draw` puts the data on it.
+fn two_columns(
+    path: &Path,
+    caption: &str,
+    y_desc: &str,
+    top: f64,
+    draw: impl FnOnce(&mut Chart) -> Result<()>,
+) -> Result<()> {
     let root = SVGBackend::new(path, (640, 420)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
     let mut chart = ChartBuilder::on(&root)
-        .caption("ctr run --rm hello: start time per run", ("sans-serif", 20))
+        .caption(caption, ("sans-serif", 20))
         .margin(16)
         .x_label_area_size(36)
         .y_label_area_size(56)
@@ -40,63 +48,66 @@ pub fn start_times(path: &Path, wasm: &[Duration], runc: &[Duration]) -> Result<
         .disable_x_mesh()
         .x_labels(4)
         .x_label_formatter(&|x| label(*x + 0.25))
-        .y_desc("milliseconds")
+        .y_desc(y_desc)
         .draw()
         .map_err(|e| anyhow!("{e}"))?;
-    for (i, (samples, color)) in [(wasm, WASMBOX), (runc, RUNC)].into_iter().enumerate() {
-        let center = i as f64 + 0.5;
-        let n = samples.len().max(1) as f64;
-        chart
-            .draw_series(samples.iter().enumerate().map(|(j, d)| {
-                let jitter = (j as f64 / n - 0.5) * 0.3;
-                Circle::new((center + jitter, ms(d)), 4, color.mix(0.7).filled())
-            }))
-            .map_err(|e| anyhow!("{e}"))?;
-        let median = crate::measure::Stats::of(samples).median;
-        chart
-            .draw_series(std::iter::once(PathElement::new(
-                vec![(center - 0.25, ms(&median)), (center + 0.25, ms(&median))],
-                color.stroke_width(3),
-            )))
-            .map_err(|e| anyhow!("{e}"))?;
-    }
+    draw(&mut chart)?;
     root.present().map_err(|e| anyhow!("{e}"))?;
     Ok(())
+}
+
+/// Every run as a dot, per runtime, with the median as a bar.
+pub fn start_times(path: &Path, wasm: &[Duration], runc: &[Duration]) -> Result<()> {
+    let ms = |d: &Duration| d.as_secs_f64() * 1000.0;
+    let top = wasm.iter().chain(runc).map(ms).fold(0.0, f64::max) * 1.15;
+    two_columns(
+        path,
+        "ctr run --rm hello: start time per run",
+        "milliseconds",
+        top,
+        |chart| {
+            for (i, (samples, color)) in [(wasm, WASMBOX), (runc, RUNC)].into_iter().enumerate() {
+                let center = i as f64 + 0.5;
+                let n = samples.len().max(1) as f64;
+                chart
+                    .draw_series(samples.iter().enumerate().map(|(j, d)| {
+                        let jitter = (j as f64 / n - 0.5) * 0.3;
+                        Circle::new((center + jitter, ms(d)), 4, color.mix(0.7).filled())
+                    }))
+                    .map_err(|e| anyhow!("{e}"))?;
+                let median = crate::measure::Stats::of(samples).median;
+                chart
+                    .draw_series(std::iter::once(PathElement::new(
+                        vec![(center - 0.25, ms(&median)), (center + 0.25, ms(&median))],
+                        color.stroke_width(3),
+                    )))
+                    .map_err(|e| anyhow!("{e}"))?;
+            }
+            Ok(())
+        },
+    )
 }
 
 /// PSS per idle container, one bar per runtime.
 pub fn memory(path: &Path, wasm: &Memory, runc: &Memory) -> Result<()> {
     let mib = |m: &Memory| m.per_container_kib() / 1024.0;
     let top = mib(wasm).max(mib(runc)) * 1.25;
-    let root = SVGBackend::new(path, (640, 420)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!("PSS per idle container ({} containers)", wasm.containers),
-            ("sans-serif", 20),
-        )
-        .margin(16)
-        .x_label_area_size(36)
-        .y_label_area_size(56)
-        .build_cartesian_2d(0.0..2.0, 0.0..top)
-        .map_err(|e| anyhow!("{e}"))?;
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .x_labels(4)
-        .x_label_formatter(&|x| label(*x + 0.25))
-        .y_desc("MiB per container (shim + its children)")
-        .draw()
-        .map_err(|e| anyhow!("{e}"))?;
-    for (i, (m, color)) in [(wasm, WASMBOX), (runc, RUNC)].into_iter().enumerate() {
-        let center = i as f64 + 0.5;
-        chart
-            .draw_series(std::iter::once(Rectangle::new(
-                [(center - 0.3, 0.0), (center + 0.3, mib(m))],
-                color.filled(),
-            )))
-            .map_err(|e| anyhow!("{e}"))?;
-    }
-    root.present().map_err(|e| anyhow!("{e}"))?;
-    Ok(())
+    two_columns(
+        path,
+        &format!("PSS per idle container ({} containers)", wasm.containers),
+        "MiB per container (shim + its children)",
+        top,
+        |chart| {
+            for (i, (m, color)) in [(wasm, WASMBOX), (runc, RUNC)].into_iter().enumerate() {
+                let center = i as f64 + 0.5;
+                chart
+                    .draw_series(std::iter::once(Rectangle::new(
+                        [(center - 0.3, 0.0), (center + 0.3, mib(m))],
+                        color.filled(),
+                    )))
+                    .map_err(|e| anyhow!("{e}"))?;
+            }
+            Ok(())
+        },
+    )
 }

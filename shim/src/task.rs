@@ -142,6 +142,24 @@ impl TaskService {
 }
 
 impl TaskService {
+    /// Freezes or thaws a container's cgroup (pause and resume).
+    async fn set_frozen(&self, id: &str, frozen: bool) -> ttrpc::Result<()> {
+        let mut containers = self.inner.containers.lock().await;
+        let container = containers.get_mut(id).ok_or_else(|| not_found(id))?;
+        let cgroup = container
+            .cgroup
+            .as_ref()
+            .ok_or_else(|| error(Code::FAILED_PRECONDITION, "the container has no cgroup"))?;
+        let result = if frozen {
+            cgroup.freeze()
+        } else {
+            cgroup.thaw()
+        };
+        result.map_err(|e| error(Code::INTERNAL, e))?;
+        container.paused = frozen;
+        Ok(())
+    }
+
     /// Reads the runner's notices until it exits; an OOM notice becomes a
     /// TaskOOM event, which CRI reports as the reason OOMKilled.
     fn watch_notices(&self, id: &str, mut notices: std::io::BufReader<File>) {
@@ -590,18 +608,7 @@ impl Task for TaskService {
     }
 
     async fn pause(&self, _ctx: &TtrpcContext, req: PauseRequest) -> ttrpc::Result<Empty> {
-        {
-            let mut containers = self.inner.containers.lock().await;
-            let container = containers
-                .get_mut(&req.id)
-                .ok_or_else(|| not_found(&req.id))?;
-            let cgroup = container
-                .cgroup
-                .as_ref()
-                .ok_or_else(|| error(Code::FAILED_PRECONDITION, "the container has no cgroup"))?;
-            cgroup.freeze().map_err(|e| error(Code::INTERNAL, e))?;
-            container.paused = true;
-        }
+        self.set_frozen(&req.id, true).await?;
         self.inner
             .publish(TaskPaused {
                 container_id: req.id,
@@ -612,18 +619,7 @@ impl Task for TaskService {
     }
 
     async fn resume(&self, _ctx: &TtrpcContext, req: ResumeRequest) -> ttrpc::Result<Empty> {
-        {
-            let mut containers = self.inner.containers.lock().await;
-            let container = containers
-                .get_mut(&req.id)
-                .ok_or_else(|| not_found(&req.id))?;
-            let cgroup = container
-                .cgroup
-                .as_ref()
-                .ok_or_else(|| error(Code::FAILED_PRECONDITION, "the container has no cgroup"))?;
-            cgroup.thaw().map_err(|e| error(Code::INTERNAL, e))?;
-            container.paused = false;
-        }
+        self.set_frozen(&req.id, false).await?;
         self.inner
             .publish(TaskResumed {
                 container_id: req.id,

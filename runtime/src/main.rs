@@ -18,6 +18,7 @@ use wasmbox_oci::protocol::{read_plan, write_notice, write_status, OOM_NOTICE, S
 use wasmbox_runtime::cache::ModuleCache;
 use wasmbox_runtime::engine::new_engine;
 use wasmbox_runtime::identity::{apply_rlimits, switch_user};
+use wasmbox_runtime::pidns::fork_into_namespace;
 use wasmbox_runtime::{ExitReason, PreparedGuest};
 
 /// Exit code when the runner itself cannot work (bad invocation, broken pipe).
@@ -26,13 +27,20 @@ const RUNNER_FAILURE: u8 = 125;
 struct Args {
     control_fd: RawFd,
     status_fd: RawFd,
+    /// The shim put us in a PID namespace: fork so the guest is inside it.
+    pid_namespace: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut control_fd = None;
     let mut status_fd = None;
+    let mut pid_namespace = false;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
+        if flag == "--pid-namespace" {
+            pid_namespace = true;
+            continue;
+        }
         let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
             // The id is there for `ps` and for tests that look for leftovers.
@@ -47,6 +55,7 @@ fn parse_args() -> Result<Args, String> {
     Ok(Args {
         control_fd: control_fd.ok_or("--control-fd is required")?,
         status_fd: status_fd.ok_or("--status-fd is required")?,
+        pid_namespace,
     })
 }
 
@@ -78,6 +87,17 @@ fn main() -> ExitCode {
     let prepared = read_plan(&mut control)
         .map_err(|e| format!("cannot read the run plan from the shim: {e}"))
         .and_then(|plan| {
+            let mut parent_watch = None;
+            if args.pid_namespace {
+                // Still one thread: the engine does not exist yet. The
+                // parent hands the pipes and the stdio to the child.
+                parent_watch = Some(fork_into_namespace(&[args.control_fd, args.status_fd, 0, 1, 2], || {
+                    // The guest's failures are reported by the child.
+                    let _ = apply_rlimits(&plan.rlimits);
+                    let _ = switch_user(&plan.user);
+                })
+                .map_err(|e| format!("cannot enter the PID namespace: {e}"))?);
+            }
             let plan_ms = ms(started);
             let t = Instant::now();
             let engine = new_engine().map_err(|e| e.to_string())?;
@@ -88,6 +108,10 @@ fn main() -> ExitCode {
             let prepare_ms = ms(t);
             apply_rlimits(&plan.rlimits).map_err(|e| e.to_string())?;
             switch_user(&plan.user).map_err(|e| e.to_string())?;
+            if let Some(watch) = &parent_watch {
+                // The switch of user cleared the parent-death signal.
+                watch.arm();
+            }
             let details = format!(
                 "cache={} plan_ms={plan_ms:.2} engine_ms={engine_ms:.2} prepare_ms={prepare_ms:.2} total_ms={:.2}",
                 guest.cache_outcome.as_str(),

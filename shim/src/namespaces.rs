@@ -6,9 +6,15 @@
 //! starts, single-threaded, already inside them, and every socket it opens
 //! is in the right network namespace.
 //!
-//! PID and user namespaces are left out on purpose: a WASI guest has no
-//! process APIs (no pids to see or signal), and a user namespace would need
-//! id mappings the guest cannot observe either. Both are logged.
+//! A PID namespace only takes effect for the children of the process that
+//! enters it, so for one the runner is told (`--pid-namespace`) to fork
+//! once it has its plan: the child, inside the namespace (PID 1 of a new
+//! one, or a member of the pod's), runs the guest; the parent stays outside
+//! as the task's pid, forwards signals and exits as the child did.
+//!
+//! User and time namespaces are left out on purpose: a user namespace would
+//! need id mappings a WASI guest cannot observe, and WASI clocks are the
+//! host's. Both are logged.
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -30,7 +36,8 @@ fn clone_flag(kind: LinuxNamespaceType) -> Option<libc::c_int> {
         LinuxNamespaceType::Uts => Some(libc::CLONE_NEWUTS),
         LinuxNamespaceType::Mount => Some(libc::CLONE_NEWNS),
         LinuxNamespaceType::Cgroup => Some(libc::CLONE_NEWCGROUP),
-        LinuxNamespaceType::Pid | LinuxNamespaceType::User | LinuxNamespaceType::Time => None,
+        LinuxNamespaceType::Pid => Some(libc::CLONE_NEWPID),
+        LinuxNamespaceType::User | LinuxNamespaceType::Time => None,
     }
 }
 
@@ -58,6 +65,15 @@ impl NamespacePlan {
             }
         }
         Ok(Self { join, create })
+    }
+
+    /// Whether the runner enters a PID namespace (and so must fork).
+    pub fn has_pid_namespace(&self) -> bool {
+        self.create & libc::CLONE_NEWPID != 0
+            || self
+                .join
+                .iter()
+                .any(|(_, flag, _)| *flag == libc::CLONE_NEWPID)
     }
 
     /// The raw pieces for the pre-exec hook: descriptors with their flags,

@@ -75,6 +75,7 @@ pub async fn prepare(
         .arg(control_read.as_raw_fd().to_string())
         .arg("--status-fd")
         .arg(status_write.as_raw_fd().to_string())
+        .args(namespaces.has_pid_namespace().then_some("--pid-namespace"))
         .env_clear()
         .envs(
             PASSED_ENV

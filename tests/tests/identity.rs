@@ -209,3 +209,38 @@ fn file_permissions_are_checked_as_process_user() {
     assert!(!r.join("rootonly/x").exists());
     cd.assert_nothing_left();
 }
+
+#[test]
+fn the_guest_is_pid_1_of_a_new_pid_namespace_and_still_stops_on_sigterm() {
+    let cd = Containerd::start();
+    let rootfs = rootfs_with(&[("/sleeper.wasm", &wasm("sleeper"))]);
+    let root = rootfs.path().to_str().unwrap();
+    // ctr's default spec asks for a new PID namespace.
+    let (mut run, task_pid) = start_sleeper(&cd, root, "pid1", &[]);
+    let guest = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .find(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .unwrap_or_default()
+                .lines()
+                .any(|l| {
+                    l.split_whitespace().collect::<Vec<_>>() == ["PPid:", &task_pid.to_string()]
+                })
+        })
+        .expect("the runner's child that runs the guest");
+    let status = std::fs::read_to_string(format!("/proc/{guest}/status")).unwrap();
+    let nspid = status.lines().find(|l| l.starts_with("NSpid:")).unwrap();
+    assert_eq!(nspid.split_whitespace().last(), Some("1"), "{nspid}");
+    assert_ne!(
+        ns_inode(&format!("/proc/{guest}/ns/pid")),
+        ns_inode("/proc/self/ns/pid")
+    );
+
+    // A PID 1 ignores SIGTERM unless it handles it; this one must stop.
+    assert_success(&cd.ctr(&["task", "kill", "pid1"]), "kill");
+    let exit = wait_with_timeout(&mut run, Duration::from_secs(10));
+    assert_eq!(exit.code(), Some(143));
+    cd.assert_nothing_left();
+}

@@ -98,7 +98,19 @@ fn prepare_images(cd: &Containerd) -> Result<Images> {
     };
     let hello_musl = build_musl("hello", &work)?;
     let sleeper_musl = build_musl("sleeper", &work)?;
+    let sqlite = repo_root().join("target/wasm/sqlite3.wasm");
+    let sqlite_native = repo_root().join("target/native/sqlite3-musl");
+    if !sqlite.is_file() || !sqlite_native.is_file() {
+        bail!("the SQLite builds are missing: run bench/sqlite/build.sh (make bench does)");
+    }
     let packs = [
+        (sqlite, &images.wasm_sqlite, "/sqlite3.wasm", "wasi/wasm"),
+        (
+            sqlite_native,
+            &images.runc_sqlite,
+            "/sqlite3",
+            "linux/amd64",
+        ),
         (
             sample_wasm("hello"),
             &images.wasm_hello,
@@ -193,8 +205,8 @@ fn main() -> Result<()> {
     ];
     let (sqlite_cold, sqlite_cached, sqlite_native) = large_program(
         &cd,
-        &images.wasm_sqlite,
-        &images.runc_sqlite,
+        (&images.wasm_sqlite, "/sqlite3.wasm"),
+        (&images.runc_sqlite, "/sqlite3"),
         &sqlite_args,
         runs,
     )?;
@@ -276,7 +288,7 @@ fn main() -> Result<()> {
     ));
 
     md.push_str(&format!("## 3. Idle memory: {idle} sleeper containers\n\n"));
-    md.push_str("PSS (proportional set size: shared pages are split between the processes that map them) of every shim process and its children (wasmbox: the runners; runc: the container's process), summed and divided by the number of containers.\n\n");
+    md.push_str("PSS (proportional set size: shared pages are split between the processes that map them) of every shim process and all its descendants (wasmbox: the runner, which in a PID namespace is two processes, the guest's and its parent; runc: the container's process), summed and divided by the number of containers.\n\n");
     md.push_str("| runtime | total PSS MiB | per container MiB | processes |\n|---|---|---|---|\n");
     for (name, m) in [("wasmbox", &wasm_mem), ("runc", &runc_mem)] {
         md.push_str(&format!(

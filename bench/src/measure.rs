@@ -92,13 +92,27 @@ pub fn start_times(
 /// program built natively under runc (interleaved with the cached ones).
 pub fn large_program(
     cd: &Containerd,
-    image: &str,
-    native_image: &str,
+    (image, entrypoint): (&str, &str),
+    (native_image, native_entrypoint): (&str, &str),
     guest_args: &[&str],
     runs: usize,
 ) -> Result<(Vec<Duration>, Vec<Duration>, Vec<Duration>)> {
     let runtime = Some(wasmbox_tests::RUNTIME);
-    timed_run_with(cd, native_image, None, "large-native-warm", guest_args)?;
+    // `ctr run IMAGE ID ARGS…` replaces the whole command, entrypoint too.
+    let wasm_args: Vec<&str> = std::iter::once(entrypoint)
+        .chain(guest_args.iter().copied())
+        .collect();
+    let native_args: Vec<&str> = std::iter::once(native_entrypoint)
+        .chain(guest_args.iter().copied())
+        .collect();
+    let (guest_args, native_guest_args) = (&wasm_args[..], &native_args[..]);
+    timed_run_with(
+        cd,
+        native_image,
+        None,
+        "large-native-warm",
+        native_guest_args,
+    )?;
     let mut cold = Vec::with_capacity(runs);
     for i in 0..runs {
         for entry in std::fs::read_dir(&cd.cache_dir)
@@ -131,7 +145,7 @@ pub fn large_program(
             native_image,
             None,
             &format!("large-native-{i}"),
-            guest_args,
+            native_guest_args,
         )?);
     }
     Ok((cold, cached, native))
@@ -171,8 +185,8 @@ fn parent_pid(pid: u32) -> Option<u32> {
     rest.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// Shims of this containerd whose binary name contains `shim`, and their
-/// children.
+/// Shims of this containerd whose binary name contains `shim`, and all
+/// their descendants.
 fn shim_family(cd: &Containerd, shim: &str) -> Vec<u32> {
     let address = format!("-address {}", cd.address.display());
     let pids: Vec<u32> = std::fs::read_dir("/proc")
@@ -191,12 +205,22 @@ fn shim_family(cd: &Containerd, shim: &str) -> Vec<u32> {
             cmdline.contains(shim) && cmdline.contains(&address)
         })
         .collect();
-    let children: Vec<u32> = pids
-        .iter()
-        .copied()
-        .filter(|pid| parent_pid(*pid).is_some_and(|p| shims.contains(&p)))
-        .collect();
-    shims.into_iter().chain(children).collect()
+    // Every descendant: a wasmbox runner in a PID namespace forks, and
+    // its child (the guest) is the shim's grandchild.
+    let parents: Vec<(u32, Option<u32>)> = pids.iter().map(|p| (*p, parent_pid(*p))).collect();
+    let mut family = shims;
+    let mut i = 0;
+    while i < family.len() {
+        let parent = family[i];
+        family.extend(
+            parents
+                .iter()
+                .filter(|(_, pp)| *pp == Some(parent))
+                .map(|(pid, _)| *pid),
+        );
+        i += 1;
+    }
+    family
 }
 
 /// Starts `count` detached containers of `image`, sums the PSS of their

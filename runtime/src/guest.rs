@@ -28,6 +28,7 @@ use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
 use crate::cache::{CacheOutcome, ModuleCache};
 use crate::limits::{MemoryLimiter, RefusedGrowth};
+use crate::stdio::ContainerOutput;
 use crate::RuntimeError;
 
 /// The exit code of a guest that trapped: that of a native program killed by
@@ -206,7 +207,12 @@ fn check_entry(module: &Module, guest_path: &str, entry: &str) -> Result<(), Run
 /// The guest's args, env, stdio and preopens, from the plan.
 fn wasi_context(plan: &RunPlan) -> Result<WasiP1Ctx, RuntimeError> {
     let mut builder = WasiCtxBuilder::new();
-    builder.inherit_stdio().args(&plan.args).envs(&plan.env);
+    builder
+        .inherit_stdin()
+        .stdout(ContainerOutput::Stdout)
+        .stderr(ContainerOutput::Stderr)
+        .args(&plan.args)
+        .envs(&plan.env);
     // WASI preview 1 has no working directory of its own; wasi-libc starts
     // at `/`. PWD tells programs that look for it where they are.
     if !plan.env.iter().any(|(name, _)| name == "PWD") {

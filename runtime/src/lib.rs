@@ -4,6 +4,7 @@
 //! - [`cache`]: the on-disk compiled-module cache, keyed by the module's
 //!   sha256 and the engine's settings, so a module is compiled once per node.
 //! - [`identity`]: rlimits and the switch to the container's user.
+//! - [`stdio`]: the guest's stdout and stderr, which survive a reader going away.
 //! - [`pidns`]: the fork that puts the guest inside a PID namespace.
 //! - [`limits`]: the guest's memory limit, and telling an OOM from a trap.
 //! - [`guest`]: loading a [`wasmbox_oci::RunPlan`]'s module, checking it can
@@ -15,6 +16,7 @@ pub mod guest;
 pub mod identity;
 pub mod limits;
 pub mod pidns;
+pub mod stdio;
 
 pub use guest::{ExitReason, PreparedGuest, OOM_EXIT_CODE, TRAP_EXIT_CODE};
 

@@ -393,3 +393,49 @@ fn task_events_are_published_in_order() {
     assert!(exit.contains("\"exit_status\":7"), "{exit}");
     cd.assert_nothing_left();
 }
+
+#[test]
+fn a_detached_guest_outlives_its_client() {
+    let cd = Containerd::start();
+    let rootfs = rootfs_with(&[("/sleeper.wasm", &wasm("sleeper"))]);
+    let root = rootfs.path().to_str().unwrap();
+    // `ctr run -d` exits at once, and with it the reader of the guest's
+    // stdout; the guest keeps printing a tick every 100 ms.
+    assert_success(
+        &cd.ctr(&[
+            "run",
+            "-d",
+            "--runtime",
+            RUNTIME,
+            "--rootfs",
+            root,
+            "detached1",
+            "/sleeper.wasm",
+            "tick",
+        ]),
+        "ctr run -d",
+    );
+    // Ten ticks with nobody reading: the guest must still be running.
+    std::thread::sleep(Duration::from_secs(1));
+    let tasks = stdout(&cd.ctr(&["task", "list"]));
+    assert!(
+        tasks
+            .lines()
+            .any(|l| l.starts_with("detached1") && l.contains("RUNNING")),
+        "the guest died when its client went away: {tasks}"
+    );
+    assert_success(
+        &cd.ctr(&["task", "kill", "--signal", "SIGKILL", "detached1"]),
+        "kill",
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !cd.ctr(&["task", "delete", "detached1"]).status.success() {
+        assert!(std::time::Instant::now() < deadline, "task not deleted");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_success(
+        &cd.ctr(&["container", "delete", "detached1"]),
+        "container delete",
+    );
+    cd.assert_nothing_left();
+}

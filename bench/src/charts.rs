@@ -13,10 +13,12 @@ use crate::measure::Memory;
 const WASMBOX: RGBColor = RGBColor(0x65, 0x4f, 0xf0);
 const RUNC: RGBColor = RGBColor(0x8a, 0x8a, 0x8a);
 
+/// Tick labels: wasmbox under the left column (x = 0.5), runc under the
+/// right one (x = 1.5), nothing elsewhere.
 fn label(x: f64) -> String {
-    if (0.0..1.0).contains(&x) {
+    if (x - 0.5).abs() < 0.01 {
         "wasmbox".into()
-    } else if (1.0..2.0).contains(&x) {
+    } else if (x - 1.5).abs() < 0.01 {
         "runc".into()
     } else {
         String::new()
@@ -46,8 +48,8 @@ fn two_columns(
     chart
         .configure_mesh()
         .disable_x_mesh()
-        .x_labels(4)
-        .x_label_formatter(&|x| label(*x + 0.25))
+        .x_labels(5)
+        .x_label_formatter(&|x| label(*x))
         .y_desc(y_desc)
         .draw()
         .map_err(|e| anyhow!("{e}"))?;
@@ -95,7 +97,7 @@ pub fn memory(path: &Path, wasm: &Memory, runc: &Memory) -> Result<()> {
     two_columns(
         path,
         &format!("PSS per idle container ({} containers)", wasm.containers),
-        "MiB per container (shim + its children)",
+        "MiB per container (shim + its descendants)",
         top,
         |chart| {
             for (i, (m, color)) in [(wasm, WASMBOX), (runc, RUNC)].into_iter().enumerate() {

@@ -182,6 +182,17 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// One row of a timing table: name, median, min, max, runs.
+fn timing_row(name: &str, s: &Stats) -> String {
+    format!(
+        "| {name} | {:.1} | {:.1} | {:.1} | {} |\n",
+        ms(s.median),
+        ms(s.min),
+        ms(s.max),
+        s.count
+    )
+}
+
 fn main() -> Result<()> {
     let runs = env_number("WASMBOX_BENCH_RUNS", 20).max(10);
     let idle = env_number("WASMBOX_BENCH_IDLE", 200);
@@ -244,13 +255,7 @@ fn main() -> Result<()> {
     md.push_str("wasmbox runs the Rust `hello` (wasm32-wasip1) image; runc runs a static musl `hello` (Debian's musl-gcc) from a scratch image. Runs alternate between the two; each side had one warm-up run first (which fills wasmbox's compiled cache).\n\n");
     md.push_str("| runtime | median ms | min ms | max ms | runs |\n|---|---|---|---|---|\n");
     for (name, s) in [("wasmbox", &wasm_start), ("runc", &runc_start)] {
-        md.push_str(&format!(
-            "| {name} | {:.1} | {:.1} | {:.1} | {} |\n",
-            ms(s.median),
-            ms(s.min),
-            ms(s.max),
-            s.count
-        ));
+        md.push_str(&timing_row(name, s));
     }
     md.push_str(&format!(
         "| **ratio wasmbox/runc** | **{:.2}** | | | |\n\n![start time distributions](start-time.svg)\n\n",
@@ -272,13 +277,7 @@ fn main() -> Result<()> {
         ("runc: SQLite, static musl", &native),
         ("wasmbox: hello (table 1)", &wasm_start),
     ] {
-        md.push_str(&format!(
-            "| {name} | {:.1} | {:.1} | {:.1} | {} |\n",
-            ms(s.median),
-            ms(s.min),
-            ms(s.max),
-            s.count
-        ));
+        md.push_str(&timing_row(name, s));
     }
     md.push_str(&format!(
         "| **ratio wasmbox SQLite cached / wasmbox hello** | **{:.2}** | | | |\n| **ratio wasmbox SQLite cached / runc SQLite** | **{:.2}** | | | |\n| ratio wasmbox SQLite cold / cached | {:.1} | | | |\n\n",

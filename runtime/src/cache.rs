@@ -90,10 +90,6 @@ impl ModuleCache {
         Self::new(dir, max_bytes)
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// The entry path for `wasm` under `engine`.
     pub fn entry_path(&self, engine: &Engine, wasm: &[u8]) -> PathBuf {
         let digest = Sha256::digest(wasm);

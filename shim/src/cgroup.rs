@@ -45,18 +45,10 @@ impl ContainerCgroup {
         } else {
             Box::new(fs_manager(cgroups_path)?)
         };
-        // Device rules mean nothing to a WASI guest, which can open no
-        // device (its preopens are directories, /dev is not one of them);
-        // and v1's devices controller refuses them on a cgroup with
-        // children. Everything else applies as the spec says.
-        let resources = resources.cloned().map(|mut r| {
-            r.set_devices(None);
-            r
-        });
         Ok(Self {
             manager,
             path: cgroups_path.to_string(),
-            resources,
+            resources: resources.map(applicable),
         })
     }
 
@@ -81,10 +73,8 @@ impl ContainerCgroup {
 
     /// Applies new limits (the Update call).
     pub fn update(&mut self, resources: &LinuxResources) -> Result<(), String> {
-        let mut resources = resources.clone();
-        resources.set_devices(None);
         self.manager
-            .set(&resources)
+            .set(&applicable(resources))
             .map_err(|e| format!("cannot update cgroup {}: {e}", self.path))
     }
 
@@ -128,6 +118,16 @@ impl ContainerCgroup {
             ..Default::default()
         })
     }
+}
+
+/// `resources` without the device rules: they mean nothing to a WASI guest,
+/// which can open no device (its preopens are directories, /dev is not one
+/// of them), and v1's devices controller refuses them on a cgroup with
+/// children. Everything else applies as the spec says.
+fn applicable(resources: &LinuxResources) -> LinuxResources {
+    let mut resources = resources.clone();
+    resources.set_devices(None);
+    resources
 }
 
 /// A cgroupfs manager for `path`, which is relative to the hierarchy root

@@ -56,7 +56,7 @@ struct Container {
     control: Option<File>,
     /// Where the shim mounted the rootfs, to unmount at delete.
     mounted_rootfs: Option<PathBuf>,
-    cgroup: Option<ContainerCgroup>,
+    cgroup: ContainerCgroup,
     paused: bool,
 }
 
@@ -146,14 +146,10 @@ impl TaskService {
     async fn set_frozen(&self, id: &str, frozen: bool) -> ttrpc::Result<()> {
         let mut containers = self.inner.containers.lock().await;
         let container = containers.get_mut(id).ok_or_else(|| not_found(id))?;
-        let cgroup = container
-            .cgroup
-            .as_ref()
-            .ok_or_else(|| error(Code::FAILED_PRECONDITION, "the container has no cgroup"))?;
         let result = if frozen {
-            cgroup.freeze()
+            container.cgroup.freeze()
         } else {
-            cgroup.thaw()
+            container.cgroup.thaw()
         };
         result.map_err(|e| error(Code::INTERNAL, e))?;
         container.paused = frozen;
@@ -373,7 +369,7 @@ impl Task for TaskService {
                 exit: prepared.exit,
                 control: Some(prepared.control),
                 mounted_rootfs,
-                cgroup: Some(cgroup),
+                cgroup,
                 paused: false,
             },
         );
@@ -515,9 +511,7 @@ impl Task for TaskService {
         if let Some(target) = &container.mounted_rootfs {
             rootfs::unmount(target);
         }
-        if let Some(cgroup) = container.cgroup.as_mut() {
-            cgroup.destroy();
-        }
+        container.cgroup.destroy();
         let _ = std::fs::remove_file(container.bundle.join("runner.pid"));
         self.inner.exits.forget(container.pid as i32);
         let info = info.unwrap_or(ExitInfo {
@@ -596,11 +590,10 @@ impl Task for TaskService {
     async fn stats(&self, _ctx: &TtrpcContext, req: StatsRequest) -> ttrpc::Result<StatsResponse> {
         let containers = self.inner.containers.lock().await;
         let container = containers.get(&req.id).ok_or_else(|| not_found(&req.id))?;
-        let cgroup = container
+        let stats = container
             .cgroup
-            .as_ref()
-            .ok_or_else(|| error(Code::FAILED_PRECONDITION, "the container has no cgroup"))?;
-        let stats = cgroup.metrics().map_err(|e| error(Code::INTERNAL, e))?;
+            .metrics()
+            .map_err(|e| error(Code::INTERNAL, e))?;
         Ok(StatsResponse {
             stats: MessageField::some(stats),
             ..Default::default()
@@ -645,11 +638,8 @@ impl Task for TaskService {
         let container = containers
             .get_mut(&req.id)
             .ok_or_else(|| not_found(&req.id))?;
-        let cgroup = container
+        container
             .cgroup
-            .as_mut()
-            .ok_or_else(|| error(Code::FAILED_PRECONDITION, "the container has no cgroup"))?;
-        cgroup
             .update(&resources)
             .map_err(|e| error(Code::INTERNAL, e))?;
         Ok(Empty::new())

@@ -41,6 +41,21 @@ pub fn sample_wasm(name: &str) -> PathBuf {
     path
 }
 
+/// A sample app's bytes.
+pub fn read_sample(name: &str) -> Vec<u8> {
+    std::fs::read(sample_wasm(name)).expect("read sample")
+}
+
+/// Polls `check` (every 20 ms) until it holds; panics naming `what` after
+/// `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A running private containerd.
 pub struct Containerd {
     dir: tempfile::TempDir,
@@ -180,6 +195,48 @@ impl Containerd {
         all
     }
 
+    /// Whether `ctr task list` shows task `id` in `status` (RUNNING, …).
+    pub fn task_has_status(&self, id: &str, status: &str) -> bool {
+        stdout(&self.ctr(&["task", "list"]))
+            .lines()
+            .any(|l| l.split_whitespace().next() == Some(id) && l.contains(status))
+    }
+
+    /// The task's pid, from `ctr task ps`.
+    pub fn task_pid(&self, id: &str) -> u32 {
+        let ps = stdout(&self.ctr(&["task", "ps", id]));
+        ps.lines()
+            .nth(1)
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no task pid in {ps}"))
+    }
+
+    /// Sends SIGKILL to task `id` and waits (at most 10 s) for `run`, the
+    /// `ctr run` that started it, to exit.
+    pub fn kill_and_wait(&self, run: &mut Child, id: &str) -> ExitStatus {
+        assert_success(
+            &self.ctr(&["task", "kill", "--signal", "SIGKILL", id]),
+            "kill",
+        );
+        wait_with_timeout(run, Duration::from_secs(10))
+    }
+
+    /// Kills a detached task and deletes it and its container.
+    pub fn remove_detached(&self, id: &str) {
+        assert_success(
+            &self.ctr(&["task", "kill", "--signal", "SIGKILL", id]),
+            "kill",
+        );
+        wait_until(
+            &format!("task {id} to stop"),
+            Duration::from_secs(10),
+            || self.task_has_status(id, "STOPPED"),
+        );
+        assert_success(&self.ctr(&["task", "delete", id]), "task delete");
+        assert_success(&self.ctr(&["container", "delete", id]), "container delete");
+    }
+
     /// Imports an image tarball (all platforms: wasm images are not the
     /// host's).
     pub fn import_tar(&self, tar: &Path) {
@@ -275,13 +332,6 @@ impl Containerd {
     /// containerd's log, the shims' lines included.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir().join("containerd.log")).unwrap_or_default()
-    }
-
-    /// containerd's log, for failure messages.
-    pub fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(self.dir().join("containerd.log")).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
     }
 }
 

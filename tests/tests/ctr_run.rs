@@ -7,10 +7,6 @@ use std::time::Duration;
 
 use wasmbox_tests::*;
 
-fn wasm(name: &str) -> Vec<u8> {
-    std::fs::read(sample_wasm(name)).expect("read sample")
-}
-
 #[test]
 fn image_hello_prints_greeting_args_and_env() {
     let cd = Containerd::start();
@@ -61,7 +57,7 @@ fn image_hello_prints_greeting_args_and_env() {
 fn plain_rootfs_runs_any_wasip1_program() {
     let cd = Containerd::start();
     // A C program built with clang and wasi-libc, not one of our Rust apps.
-    let rootfs = rootfs_with(&[("/app.wasm", &wasm("c-hello"))]);
+    let rootfs = rootfs_with(&[("/app.wasm", &read_sample("c-hello"))]);
     let out = cd.run_rootfs(rootfs.path(), "c1", &["/app.wasm", "a", "b"]);
     assert_success(&out, "ctr run --rootfs c-hello");
     assert_eq!(
@@ -74,7 +70,7 @@ fn plain_rootfs_runs_any_wasip1_program() {
 #[test]
 fn proc_exit_code_is_the_task_exit_code() {
     let cd = Containerd::start();
-    let rootfs = rootfs_with(&[("/exit.wasm", &wasm("exit-code"))]);
+    let rootfs = rootfs_with(&[("/exit.wasm", &read_sample("exit-code"))]);
     for code in [0, 3, 42] {
         let out = cd.run_rootfs(
             rootfs.path(),
@@ -90,7 +86,7 @@ fn proc_exit_code_is_the_task_exit_code() {
 #[test]
 fn trap_exits_134_with_the_message_on_stderr() {
     let cd = Containerd::start();
-    let rootfs = rootfs_with(&[("/trap.wasm", &wasm("trap"))]);
+    let rootfs = rootfs_with(&[("/trap.wasm", &read_sample("trap"))]);
     let out = cd.run_rootfs(rootfs.path(), "trap1", &["/trap.wasm"]);
     assert_eq!(out.status.code(), Some(134), "stderr: {}", stderr(&out));
     assert_eq!(stdout(&out), "about to trap\n");
@@ -106,7 +102,7 @@ fn trap_exits_134_with_the_message_on_stderr() {
 /// Runs the sleeper, waits for it to say it is up, sends `signal` with
 /// `ctr task kill`, and returns the exit code `ctr run` reports.
 fn kill_sleeper(cd: &Containerd, id: &str, signal: &str) -> Option<i32> {
-    let rootfs = rootfs_with(&[("/sleeper.wasm", &wasm("sleeper"))]);
+    let rootfs = rootfs_with(&[("/sleeper.wasm", &read_sample("sleeper"))]);
     let root = rootfs.path().to_str().unwrap().to_string();
     let mut run = cd.spawn_ctr(&[
         "run",
@@ -147,7 +143,7 @@ fn bad_entrypoints_fail_with_clear_errors_and_leave_nothing() {
         ("/bin/true", &elf),
         ("/run.sh", b"#!/bin/sh\necho hi\n"),
         ("/broken.wasm", b"\0asm\x01\0\0\0\x01garbage"),
-        ("/hello.wasm", &wasm("hello")),
+        ("/hello.wasm", &read_sample("hello")),
     ]);
     let cases: &[(&str, &[&str])] = &[
         (
@@ -210,7 +206,7 @@ fn bad_image_entrypoint_unmounts_the_rootfs() {
 #[test]
 fn a_module_is_compiled_once_and_then_loaded_from_the_cache() {
     let cd = Containerd::start();
-    let rootfs = rootfs_with(&[("/app.wasm", &wasm("hello"))]);
+    let rootfs = rootfs_with(&[("/app.wasm", &read_sample("hello"))]);
     assert_success(
         &cd.run_rootfs(rootfs.path(), "cache1", &["/app.wasm"]),
         "first run",
@@ -257,7 +253,7 @@ fn a_module_is_compiled_once_and_then_loaded_from_the_cache() {
 #[test]
 fn stdin_reaches_the_guest() {
     let cd = Containerd::start();
-    let rootfs = rootfs_with(&[("/cat.wasm", &wasm("cat"))]);
+    let rootfs = rootfs_with(&[("/cat.wasm", &read_sample("cat"))]);
     let root = rootfs.path().to_str().unwrap();
     let mut cmd = cd.ctr_command();
     cmd.args([
@@ -288,7 +284,7 @@ fn stdin_reaches_the_guest() {
 #[test]
 fn exec_is_refused_clearly_and_detached_tasks_clean_up() {
     let cd = Containerd::start();
-    let rootfs = rootfs_with(&[("/sleeper.wasm", &wasm("sleeper"))]);
+    let rootfs = rootfs_with(&[("/sleeper.wasm", &read_sample("sleeper"))]);
     let root = rootfs.path().to_str().unwrap();
     assert_success(
         &cd.ctr(&[
@@ -303,13 +299,7 @@ fn exec_is_refused_clearly_and_detached_tasks_clean_up() {
         ]),
         "ctr run -d",
     );
-    let tasks = stdout(&cd.ctr(&["task", "list"]));
-    assert!(
-        tasks
-            .lines()
-            .any(|l| l.starts_with("exec1") && l.contains("RUNNING")),
-        "{tasks}"
-    );
+    assert!(cd.task_has_status("exec1", "RUNNING"));
 
     let out = cd.ctr(&["task", "exec", "--exec-id", "e1", "exec1", "/sleeper.wasm"]);
     assert!(!out.status.success());
@@ -323,31 +313,8 @@ fn exec_is_refused_clearly_and_detached_tasks_clean_up() {
     let pids = stdout(&cd.ctr(&["task", "ps", "exec1"]));
     assert_eq!(pids.lines().count(), 2, "header and the runner: {pids}");
 
-    assert_success(
-        &cd.ctr(&["task", "kill", "--signal", "SIGKILL", "exec1"]),
-        "kill",
-    );
-    // Wait for the stop on the real signal: the task's status.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let tasks = stdout(&cd.ctr(&["task", "list"]));
-        if tasks
-            .lines()
-            .any(|l| l.starts_with("exec1") && l.contains("STOPPED"))
-        {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "task not stopped: {tasks}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert_success(&cd.ctr(&["task", "delete", "exec1"]), "task delete");
-    assert_success(
-        &cd.ctr(&["container", "delete", "exec1"]),
-        "container delete",
-    );
+    // Kill, wait on the task's status, delete task and container.
+    cd.remove_detached("exec1");
     cd.assert_nothing_left();
 }
 
@@ -356,7 +323,7 @@ fn task_events_are_published_in_order() {
     let cd = Containerd::start();
     let mut events_ctr = cd.spawn_ctr(&["events"]);
     let mut events = Lines::of(&mut events_ctr);
-    let rootfs = rootfs_with(&[("/exit.wasm", &wasm("exit-code"))]);
+    let rootfs = rootfs_with(&[("/exit.wasm", &read_sample("exit-code"))]);
     // `ctr events` says nothing when its subscription is live: run a first
     // container until its delete event shows, then the one we check.
     let warmup = cd.run_rootfs(rootfs.path(), "warmup", &["/exit.wasm", "0"]);
@@ -397,7 +364,7 @@ fn task_events_are_published_in_order() {
 #[test]
 fn a_detached_guest_outlives_its_client() {
     let cd = Containerd::start();
-    let rootfs = rootfs_with(&[("/sleeper.wasm", &wasm("sleeper"))]);
+    let rootfs = rootfs_with(&[("/sleeper.wasm", &read_sample("sleeper"))]);
     let root = rootfs.path().to_str().unwrap();
     // `ctr run -d` exits at once, and with it the reader of the guest's
     // stdout; the guest keeps printing a tick every 100 ms.
@@ -417,25 +384,10 @@ fn a_detached_guest_outlives_its_client() {
     );
     // Ten ticks with nobody reading: the guest must still be running.
     std::thread::sleep(Duration::from_secs(1));
-    let tasks = stdout(&cd.ctr(&["task", "list"]));
     assert!(
-        tasks
-            .lines()
-            .any(|l| l.starts_with("detached1") && l.contains("RUNNING")),
-        "the guest died when its client went away: {tasks}"
+        cd.task_has_status("detached1", "RUNNING"),
+        "the guest died when its client went away"
     );
-    assert_success(
-        &cd.ctr(&["task", "kill", "--signal", "SIGKILL", "detached1"]),
-        "kill",
-    );
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !cd.ctr(&["task", "delete", "detached1"]).status.success() {
-        assert!(std::time::Instant::now() < deadline, "task not deleted");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert_success(
-        &cd.ctr(&["container", "delete", "detached1"]),
-        "container delete",
-    );
+    cd.remove_detached("detached1");
     cd.assert_nothing_left();
 }

@@ -7,10 +7,6 @@ use std::time::Duration;
 
 use wasmbox_tests::*;
 
-fn wasm(name: &str) -> Vec<u8> {
-    std::fs::read(sample_wasm(name)).expect("read sample")
-}
-
 /// Starts the sleeper with `extra` ctr flags; returns the ctr child and the
 /// runner's pid once the guest is up.
 fn start_sleeper(
@@ -47,22 +43,8 @@ fn start_sleeper_with(cd: &Containerd, id: &str, args: &[&str]) -> (std::process
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-    let ps = stdout(&cd.ctr(&["task", "ps", id]));
-    let pid = ps
-        .lines()
-        .nth(1)
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no runner pid in {ps}"));
+    let pid = cd.task_pid(id);
     (run, pid)
-}
-
-fn stop(cd: &Containerd, mut run: std::process::Child, id: &str) {
-    assert_success(
-        &cd.ctr(&["task", "kill", "--signal", "SIGKILL", id]),
-        "kill",
-    );
-    wait_with_timeout(&mut run, Duration::from_secs(10));
 }
 
 fn ns_inode(path: &str) -> u64 {
@@ -84,11 +66,11 @@ fn interfaces(pid: u32) -> Vec<String> {
 #[test]
 fn a_new_network_namespace_has_only_loopback_and_host_or_path_namespaces_are_joined() {
     let cd = Containerd::start();
-    let rootfs = rootfs_with(&[("/sleeper.wasm", &wasm("sleeper"))]);
+    let rootfs = rootfs_with(&[("/sleeper.wasm", &read_sample("sleeper"))]);
     let root = rootfs.path().to_str().unwrap();
 
     // ctr's default spec asks for new network, ipc and uts namespaces.
-    let (run, pid) = start_sleeper(&cd, root, "ns-new", &[]);
+    let (mut run, pid) = start_sleeper(&cd, root, "ns-new", &[]);
     for ns in ["net", "ipc", "uts"] {
         assert_ne!(
             ns_inode(&format!("/proc/{pid}/ns/{ns}")),
@@ -97,15 +79,15 @@ fn a_new_network_namespace_has_only_loopback_and_host_or_path_namespaces_are_joi
         );
     }
     assert_eq!(interfaces(pid), ["lo"]);
-    stop(&cd, run, "ns-new");
+    cd.kill_and_wait(&mut run, "ns-new");
 
     // --net-host: no network namespace in the spec, so the host's.
-    let (run, pid) = start_sleeper(&cd, root, "ns-host", &["--net-host"]);
+    let (mut run, pid) = start_sleeper(&cd, root, "ns-host", &["--net-host"]);
     assert_eq!(
         ns_inode(&format!("/proc/{pid}/ns/net")),
         ns_inode("/proc/self/ns/net")
     );
-    stop(&cd, run, "ns-host");
+    cd.kill_and_wait(&mut run, "ns-host");
 
     // A namespace given by path is joined: here one that another process holds.
     let mut holder = std::process::Command::new("unshare")
@@ -115,17 +97,14 @@ fn a_new_network_namespace_has_only_loopback_and_host_or_path_namespaces_are_joi
     let net = format!("/proc/{}/ns/net", holder.id());
     let ipc = format!("/proc/{}/ns/ipc", holder.id());
     // unshare has entered its namespaces once it execs sleep.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while ns_inode(&net) == ns_inode("/proc/self/ns/net") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "unshare did not enter a new namespace"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until(
+        "unshare to enter a new namespace",
+        Duration::from_secs(5),
+        || ns_inode(&net) != ns_inode("/proc/self/ns/net"),
+    );
     let with_net = format!("network:{net}");
     let with_ipc = format!("ipc:{ipc}");
-    let (run, pid) = start_sleeper(
+    let (mut run, pid) = start_sleeper(
         &cd,
         root,
         "ns-join",
@@ -133,7 +112,7 @@ fn a_new_network_namespace_has_only_loopback_and_host_or_path_namespaces_are_joi
     );
     assert_eq!(ns_inode(&format!("/proc/{pid}/ns/net")), ns_inode(&net));
     assert_eq!(ns_inode(&format!("/proc/{pid}/ns/ipc")), ns_inode(&ipc));
-    stop(&cd, run, "ns-join");
+    cd.kill_and_wait(&mut run, "ns-join");
     let _ = holder.kill();
     let _ = holder.wait();
     cd.assert_nothing_left();
@@ -142,10 +121,10 @@ fn a_new_network_namespace_has_only_loopback_and_host_or_path_namespaces_are_joi
 #[test]
 fn the_guest_runs_as_process_user_with_process_rlimits() {
     let cd = Containerd::start();
-    let rootfs = rootfs_with(&[("/sleeper.wasm", &wasm("sleeper"))]);
+    let rootfs = rootfs_with(&[("/sleeper.wasm", &read_sample("sleeper"))]);
     let args = cd.run_as_user_args(rootfs.path(), "user1", 1000, 1001, &["/sleeper.wasm"]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (run, pid) = start_sleeper_with(&cd, "user1", &args);
+    let (mut run, pid) = start_sleeper_with(&cd, "user1", &args);
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let field = |name: &str| -> Vec<String> {
         status
@@ -169,14 +148,14 @@ fn the_guest_runs_as_process_user_with_process_rlimits() {
         ["1024", "1024"],
         "{nofile}"
     );
-    stop(&cd, run, "user1");
+    cd.kill_and_wait(&mut run, "user1");
     cd.assert_nothing_left();
 }
 
 #[test]
 fn file_permissions_are_checked_as_process_user() {
     let cd = Containerd::start();
-    let rootfs = rootfs_with(&[("/fsprobe.wasm", &wasm("fsprobe"))]);
+    let rootfs = rootfs_with(&[("/fsprobe.wasm", &read_sample("fsprobe"))]);
     let r = rootfs.path();
     // Like an image's rootfs: readable and searchable by everyone.
     std::fs::set_permissions(r, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -213,7 +192,7 @@ fn file_permissions_are_checked_as_process_user() {
 #[test]
 fn the_guest_is_pid_1_of_a_new_pid_namespace_and_still_stops_on_sigterm() {
     let cd = Containerd::start();
-    let rootfs = rootfs_with(&[("/sleeper.wasm", &wasm("sleeper"))]);
+    let rootfs = rootfs_with(&[("/sleeper.wasm", &read_sample("sleeper"))]);
     let root = rootfs.path().to_str().unwrap();
     // ctr's default spec asks for a new PID namespace.
     let (mut run, task_pid) = start_sleeper(&cd, root, "pid1", &[]);

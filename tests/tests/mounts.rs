@@ -3,10 +3,6 @@
 
 use wasmbox_tests::*;
 
-fn fsprobe() -> Vec<u8> {
-    std::fs::read(sample_wasm("fsprobe")).expect("read fsprobe")
-}
-
 fn probe(
     cd: &Containerd,
     rootfs: &std::path::Path,
@@ -45,7 +41,7 @@ fn line<'a>(output: &'a str, prefix: &str) -> &'a str {
 #[test]
 fn a_read_only_bind_mount_can_be_read_but_not_written() {
     let cd = Containerd::start();
-    let rootfs = rootfs_with(&[("/fsprobe.wasm", &fsprobe())]);
+    let rootfs = rootfs_with(&[("/fsprobe.wasm", &read_sample("fsprobe"))]);
     let data = tempfile::tempdir().unwrap();
     std::fs::write(data.path().join("hello.txt"), "data file").unwrap();
     let mount = format!(
@@ -88,7 +84,7 @@ fn a_read_only_bind_mount_can_be_read_but_not_written() {
 #[test]
 fn a_read_write_bind_mount_takes_writes() {
     let cd = Containerd::start();
-    let rootfs = rootfs_with(&[("/fsprobe.wasm", &fsprobe())]);
+    let rootfs = rootfs_with(&[("/fsprobe.wasm", &read_sample("fsprobe"))]);
     let data = tempfile::tempdir().unwrap();
     let mount = format!(
         "type=bind,src={},dst=/data,options=rbind:rw",
@@ -122,7 +118,7 @@ fn nothing_outside_the_rootfs_and_mounts_can_be_reached() {
     std::fs::write(&secret_file, &secret).unwrap();
     let s = secret_dir.path().display().to_string();
 
-    let rootfs = rootfs_with(&[("/fsprobe.wasm", &fsprobe())]);
+    let rootfs = rootfs_with(&[("/fsprobe.wasm", &read_sample("fsprobe"))]);
     let r = rootfs.path();
     let ups = "../".repeat(20);
     std::os::unix::fs::symlink(&secret_file, r.join("abs-link")).unwrap();
@@ -174,7 +170,7 @@ fn nothing_outside_the_rootfs_and_mounts_can_be_reached() {
 #[test]
 fn kernel_mounts_are_skipped_and_bad_binds_are_refused() {
     let cd = Containerd::start();
-    let rootfs = rootfs_with(&[("/fsprobe.wasm", &fsprobe())]);
+    let rootfs = rootfs_with(&[("/fsprobe.wasm", &read_sample("fsprobe"))]);
     // ctr's default spec carries proc, sysfs, devpts, mqueue and tmpfs
     // mounts: they must not stop the container, and must not appear.
     let out = probe(

@@ -1,20 +1,16 @@
 //! linux.resources: the memory limit (for the guest's linear memory and the
 //! cgroup), CPU limits on the cgroup, metrics, pause and resume.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use wasmbox_tests::*;
-
-fn wasm(name: &str) -> Vec<u8> {
-    std::fs::read(sample_wasm(name)).expect("read sample")
-}
 
 #[test]
 fn a_guest_over_its_memory_limit_is_stopped_with_137_and_a_reason() {
     let cd = Containerd::start();
     let mut events_ctr = cd.spawn_ctr(&["events"]);
     let mut events = Lines::of(&mut events_ctr);
-    let rootfs = rootfs_with(&[("/memhog.wasm", &wasm("memhog"))]);
+    let rootfs = rootfs_with(&[("/memhog.wasm", &read_sample("memhog"))]);
     let root = rootfs.path().to_str().unwrap();
 
     // Make sure `ctr events` is subscribed before the run we check.
@@ -127,18 +123,10 @@ fn metric(cd: &Containerd, id: &str, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
 }
 
-fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn limits_land_on_the_cgroup_and_metrics_pause_and_resume_work() {
     let cd = Containerd::start();
-    let rootfs = rootfs_with(&[("/busy.wasm", &wasm("busy"))]);
+    let rootfs = rootfs_with(&[("/busy.wasm", &read_sample("busy"))]);
     let root = rootfs.path().to_str().unwrap();
     let mut run = cd.spawn_ctr(&[
         "run",
@@ -216,11 +204,7 @@ fn limits_land_on_the_cgroup_and_metrics_pause_and_resume_work() {
         || metric(&cd, "busy1", cpu_metric) > paused,
     );
 
-    assert_success(
-        &cd.ctr(&["task", "kill", "--signal", "SIGKILL", "busy1"]),
-        "kill",
-    );
-    let status = wait_with_timeout(&mut run, Duration::from_secs(10));
+    let status = cd.kill_and_wait(&mut run, "busy1");
     assert_eq!(status.code(), Some(137));
     cd.assert_nothing_left();
     let leftover = if cgroup_v1() {
@@ -237,7 +221,7 @@ fn limits_land_on_the_cgroup_and_metrics_pause_and_resume_work() {
 #[test]
 fn a_systemd_style_cgroups_path_is_expanded() {
     let cd = Containerd::start();
-    let rootfs = rootfs_with(&[("/sleeper.wasm", &wasm("sleeper"))]);
+    let rootfs = rootfs_with(&[("/sleeper.wasm", &read_sample("sleeper"))]);
     let root = rootfs.path().to_str().unwrap();
     let mut run = cd.spawn_ctr(&[
         "run",
@@ -260,21 +244,12 @@ fn a_systemd_style_cgroups_path_is_expanded() {
     let dir = format!("{base}/wasmboxtest.slice/wasmboxtest-pod1.slice/wasmbox-sd1.scope");
     let procs = std::fs::read_to_string(format!("{dir}/cgroup.procs"))
         .unwrap_or_else(|e| panic!("cannot read {dir}/cgroup.procs: {e}"));
-    let pids = stdout(&cd.ctr(&["task", "ps", "sd1"]));
-    let runner = pids
-        .lines()
-        .nth(1)
-        .and_then(|l| l.split_whitespace().next())
-        .expect("runner pid");
+    let runner = cd.task_pid("sd1").to_string();
     assert!(
         procs.lines().any(|p| p == runner),
         "runner {runner} not in {dir}: {procs}"
     );
-    assert_success(
-        &cd.ctr(&["task", "kill", "--signal", "SIGKILL", "sd1"]),
-        "kill",
-    );
-    wait_with_timeout(&mut run, Duration::from_secs(10));
+    cd.kill_and_wait(&mut run, "sd1");
     cd.assert_nothing_left();
 }
 
@@ -285,7 +260,7 @@ fn update_applies_new_limits_to_a_running_task() {
     use containerd_client::with_namespace;
 
     let cd = Containerd::start();
-    let rootfs = rootfs_with(&[("/sleeper.wasm", &wasm("sleeper"))]);
+    let rootfs = rootfs_with(&[("/sleeper.wasm", &read_sample("sleeper"))]);
     let root = rootfs.path().to_str().unwrap();
     let mut run = cd.spawn_ctr(&[
         "run",
@@ -343,10 +318,6 @@ fn update_applies_new_limits_to_a_running_task() {
             "20000"
         );
     }
-    assert_success(
-        &cd.ctr(&["task", "kill", "--signal", "SIGKILL", "upd1"]),
-        "kill",
-    );
-    wait_with_timeout(&mut run, Duration::from_secs(10));
+    cd.kill_and_wait(&mut run, "upd1");
     cd.assert_nothing_left();
 }

@@ -104,6 +104,28 @@ fn cgroup_file(controller: &str, path: &str, file: &str) -> String {
         .to_string()
 }
 
+/// Removes, deepest first, the parent cgroups a test's `--cgroup` path
+/// made on the way to the container's own (which the shim removes): each
+/// test has parents of its own, so none is removed under another test.
+fn remove_parent_cgroups(relative: &[&str]) {
+    let hierarchies = std::fs::read_dir("/sys/fs/cgroup")
+        .map(|d| d.flatten().map(|e| e.path()).collect::<Vec<_>>())
+        .unwrap_or_default();
+    for rel in relative {
+        for root in hierarchies
+            .iter()
+            .map(|h| h.as_path())
+            .chain([std::path::Path::new("/sys/fs/cgroup")])
+        {
+            let dir = root.join(rel);
+            if dir.is_dir() {
+                std::fs::remove_dir(&dir)
+                    .unwrap_or_else(|e| panic!("cannot remove {}: {e}", dir.display()));
+            }
+        }
+    }
+}
+
 fn cgroup_v1() -> bool {
     std::path::Path::new("/sys/fs/cgroup/memory").is_dir()
 }
@@ -140,7 +162,7 @@ fn limits_land_on_the_cgroup_and_metrics_pause_and_resume_work() {
         "--cpu-period",
         "100000",
         "--cgroup",
-        "/wasmbox-test/busy1",
+        "/wasmbox-test-busy/busy1",
         "--rootfs",
         root,
         "busy1",
@@ -150,25 +172,29 @@ fn limits_land_on_the_cgroup_and_metrics_pause_and_resume_work() {
 
     let (cpu_metric, memory_metric) = if cgroup_v1() {
         assert_eq!(
-            cgroup_file("memory", "/wasmbox-test/busy1", "memory.limit_in_bytes"),
+            cgroup_file(
+                "memory",
+                "/wasmbox-test-busy/busy1",
+                "memory.limit_in_bytes"
+            ),
             "134217728"
         );
         assert_eq!(
-            cgroup_file("cpu", "/wasmbox-test/busy1", "cpu.cfs_quota_us"),
+            cgroup_file("cpu", "/wasmbox-test-busy/busy1", "cpu.cfs_quota_us"),
             "50000"
         );
         assert_eq!(
-            cgroup_file("cpu", "/wasmbox-test/busy1", "cpu.cfs_period_us"),
+            cgroup_file("cpu", "/wasmbox-test-busy/busy1", "cpu.cfs_period_us"),
             "100000"
         );
         ("cpuacct.usage", "memory.usage_in_bytes")
     } else {
         assert_eq!(
-            cgroup_file("", "/wasmbox-test/busy1", "memory.max"),
+            cgroup_file("", "/wasmbox-test-busy/busy1", "memory.max"),
             "134217728"
         );
         assert_eq!(
-            cgroup_file("", "/wasmbox-test/busy1", "cpu.max"),
+            cgroup_file("", "/wasmbox-test-busy/busy1", "cpu.max"),
             "50000 100000"
         );
         ("cpu.usage_usec", "memory.usage")
@@ -208,14 +234,15 @@ fn limits_land_on_the_cgroup_and_metrics_pause_and_resume_work() {
     assert_eq!(status.code(), Some(137));
     cd.assert_nothing_left();
     let leftover = if cgroup_v1() {
-        "/sys/fs/cgroup/memory/wasmbox-test/busy1"
+        "/sys/fs/cgroup/memory/wasmbox-test-busy/busy1"
     } else {
-        "/sys/fs/cgroup/wasmbox-test/busy1"
+        "/sys/fs/cgroup/wasmbox-test-busy/busy1"
     };
     assert!(
         !std::path::Path::new(leftover).exists(),
         "cgroup {leftover} left behind"
     );
+    remove_parent_cgroups(&["wasmbox-test-busy"]);
 }
 
 #[test]
@@ -251,6 +278,10 @@ fn a_systemd_style_cgroups_path_is_expanded() {
     );
     cd.kill_and_wait(&mut run, "sd1");
     cd.assert_nothing_left();
+    remove_parent_cgroups(&[
+        "wasmboxtest.slice/wasmboxtest-pod1.slice",
+        "wasmboxtest.slice",
+    ]);
 }
 
 #[test]
@@ -270,7 +301,7 @@ fn update_applies_new_limits_to_a_running_task() {
         "--memory-limit",
         "134217728",
         "--cgroup",
-        "/wasmbox-test/upd1",
+        "/wasmbox-test-upd/upd1",
         "--rootfs",
         root,
         "upd1",
@@ -282,7 +313,10 @@ fn update_applies_new_limits_to_a_running_task() {
     } else {
         ("", "memory.max", "134217728")
     };
-    assert_eq!(cgroup_file(controller, "/wasmbox-test/upd1", file), before);
+    assert_eq!(
+        cgroup_file(controller, "/wasmbox-test-upd/upd1", file),
+        before
+    );
 
     // What containerd's Go client sends: LinuxResources as JSON in an Any.
     let resources = r#"{"memory":{"limit":268435456},"cpu":{"quota":20000,"period":100000}}"#;
@@ -309,15 +343,16 @@ fn update_applies_new_limits_to_a_running_task() {
             .expect("Update");
     });
     assert_eq!(
-        cgroup_file(controller, "/wasmbox-test/upd1", file),
+        cgroup_file(controller, "/wasmbox-test-upd/upd1", file),
         "268435456"
     );
     if cgroup_v1() {
         assert_eq!(
-            cgroup_file("cpu", "/wasmbox-test/upd1", "cpu.cfs_quota_us"),
+            cgroup_file("cpu", "/wasmbox-test-upd/upd1", "cpu.cfs_quota_us"),
             "20000"
         );
     }
     cd.kill_and_wait(&mut run, "upd1");
     cd.assert_nothing_left();
+    remove_parent_cgroups(&["wasmbox-test-upd"]);
 }

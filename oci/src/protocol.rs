@@ -8,7 +8,9 @@
 //! - the *status* pipe (runner → shim) carries one line once the runner has
 //!   loaded and checked the module: `ok`, or `error <message>`. After `ok`
 //!   it stays open for notices about the running guest: `oom` when the guest
-//!   was stopped for memory. It closes when the runner exits.
+//!   was stopped for memory. It closes when the runner exits. A runner that
+//!   forks into a PID namespace also writes `child <pid>` there, before or
+//!   after the status, so the shim can put the child in the cgroup too.
 //!
 //! So a bad module fails the Create call with the runner's message, and
 //! Start only has to write one byte.
@@ -82,23 +84,46 @@ pub fn read_notice(r: &mut impl BufRead) -> io::Result<Option<String>> {
     Ok(Some(line.trim_end().to_string()))
 }
 
-/// Reads what [`write_status`] wrote: the details of `ok`, or the error.
-/// A runner that closed the pipe without a status (it crashed or was
-/// killed) gives an error saying so.
-pub fn read_status(r: &mut impl BufRead) -> io::Result<Result<String, String>> {
+/// The line a runner that forked into a PID namespace writes for its
+/// child: `child <pid>`, the pid as the shim sees it. The shim moves that
+/// process into the container's cgroup too.
+pub fn write_child(mut w: impl Write, pid: u32) -> io::Result<()> {
+    w.write_all(format!("child {pid}\n").as_bytes())?;
+    w.flush()
+}
+
+/// One line of the status pipe before the guest is started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatusLine {
+    /// What [`write_child`] wrote. It can come before or after the status.
+    Child(u32),
+    /// `ok`, with its details.
+    Ready(String),
+    /// The runner cannot run the guest, and says why.
+    Failed(String),
+}
+
+/// Reads what [`write_status`] or [`write_child`] wrote. A runner that
+/// closed the pipe without a status (it crashed or was killed) gives
+/// `Failed`, saying so.
+pub fn read_status_line(r: &mut impl BufRead) -> io::Result<StatusLine> {
     let mut line = String::new();
     r.read_line(&mut line)?;
     let line = line.trim_end();
     Ok(match line {
-        "ok" => Ok(String::new()),
-        _ if line.starts_with("ok ") => Ok(line[3..].to_string()),
-        _ => match line.strip_prefix("error ") {
-            Some(message) => Err(message.to_string()),
-            None if line.is_empty() => {
-                Err("the wasm runner exited before it was ready".to_string())
+        "ok" => StatusLine::Ready(String::new()),
+        _ if line.starts_with("ok ") => StatusLine::Ready(line[3..].to_string()),
+        _ => {
+            if let Some(message) = line.strip_prefix("error ") {
+                StatusLine::Failed(message.to_string())
+            } else if let Some(pid) = line.strip_prefix("child ").and_then(|pid| pid.parse().ok()) {
+                StatusLine::Child(pid)
+            } else if line.is_empty() {
+                StatusLine::Failed("the wasm runner exited before it was ready".to_string())
+            } else {
+                StatusLine::Failed(format!("the wasm runner answered {line:?}"))
             }
-            None => Err(format!("the wasm runner answered {line:?}")),
-        },
+        }
     })
 }
 
@@ -142,23 +167,30 @@ mod tests {
         let mut buf = Vec::new();
         write_status(&mut buf, Err("bad\nmodule")).unwrap();
         assert_eq!(
-            read_status(&mut &buf[..]).unwrap(),
-            Err("bad module".to_string())
+            read_status_line(&mut &buf[..]).unwrap(),
+            StatusLine::Failed("bad module".to_string())
         );
         let mut buf = Vec::new();
         write_status(&mut buf, Ok("cache=hit")).unwrap();
+        write_child(&mut buf, 4242).unwrap();
         write_notice(&mut buf, OOM_NOTICE).unwrap();
         let mut reader = &buf[..];
         assert_eq!(
-            read_status(&mut reader).unwrap(),
-            Ok("cache=hit".to_string())
+            read_status_line(&mut reader).unwrap(),
+            StatusLine::Ready("cache=hit".to_string())
+        );
+        assert_eq!(
+            read_status_line(&mut reader).unwrap(),
+            StatusLine::Child(4242)
         );
         assert_eq!(
             read_notice(&mut reader).unwrap().as_deref(),
             Some(OOM_NOTICE)
         );
         assert_eq!(read_notice(&mut reader).unwrap(), None);
-        let empty = read_status(&mut &b""[..]).unwrap();
-        assert!(empty.unwrap_err().contains("exited before"));
+        let StatusLine::Failed(empty) = read_status_line(&mut &b""[..]).unwrap() else {
+            panic!("end of file is not a status");
+        };
+        assert!(empty.contains("exited before"));
     }
 }

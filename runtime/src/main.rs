@@ -14,7 +14,9 @@ use std::os::fd::{FromRawFd, RawFd};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use wasmbox_oci::protocol::{read_plan, write_notice, write_status, OOM_NOTICE, START};
+use wasmbox_oci::protocol::{
+    read_plan, write_child, write_notice, write_status, OOM_NOTICE, START,
+};
 use wasmbox_runtime::cache::ModuleCache;
 use wasmbox_runtime::engine::new_engine;
 use wasmbox_runtime::identity::{apply_rlimits, switch_user};
@@ -91,7 +93,11 @@ fn main() -> ExitCode {
             if args.pid_namespace {
                 // Still one thread: the engine does not exist yet. The
                 // parent hands the pipes and the stdio to the child.
-                parent_watch = Some(fork_into_namespace(&[args.control_fd, args.status_fd, 0, 1, 2], || {
+                let status = &mut status;
+                parent_watch = Some(fork_into_namespace(&[args.control_fd, args.status_fd, 0, 1, 2], |child| {
+                    // The shim moves the child into the container's cgroup
+                    // (it was forked before the runner was moved, perhaps).
+                    let _ = write_child(status, child.as_raw() as u32);
                     // The guest's failures are reported by the child.
                     let _ = apply_rlimits(&plan.rlimits);
                     let _ = switch_user(&plan.user);

@@ -51,14 +51,15 @@ extern "C" fn exit_as_killed(sig: libc::c_int) {
 /// Forks. Returns in the child, inside the PID namespace; the parent
 /// never returns: it supervises the child and exits as it did.
 /// `parent_closes` are the descriptors only the child may hold (the
-/// shim's pipes, the container's stdio); `in_parent` runs in the parent
-/// before it starts supervising (to take on the container's identity, so
-/// the task's process is not root when the guest is not).
+/// shim's pipes, the container's stdio); `in_parent` runs in the parent,
+/// with the child's pid, before it starts supervising (to tell the shim the
+/// child's pid, and to take on the container's identity, so the task's
+/// process is not root when the guest is not).
 ///
 /// Must be called while the process has one thread.
 pub fn fork_into_namespace(
     parent_closes: &[RawFd],
-    in_parent: impl FnOnce(),
+    in_parent: impl FnOnce(Pid),
 ) -> std::io::Result<ParentWatch> {
     // The child cannot ask for its parent's pid (the parent is outside its
     // namespace, so getppid() is 0): a pipe whose write end only the parent
@@ -86,7 +87,7 @@ pub fn fork_into_namespace(
             drop(alive_read);
             // Held, never written, until the parent exits.
             std::mem::forget(alive_write);
-            in_parent();
+            in_parent(child);
             supervise(child, parent_closes)
         }
     }

@@ -17,6 +17,8 @@ use containerd_shim::protos::cgroups_v2::metrics as v2;
 use containerd_shim::protos::protobuf::well_known_types::any::Any;
 use containerd_shim::protos::protobuf::{Message, MessageField};
 use oci_spec::runtime::LinuxResources;
+use std::sync::mpsc::Receiver;
+use tokio::task::JoinHandle;
 
 /// The cgroup of one container.
 pub struct ContainerCgroup {
@@ -71,6 +73,28 @@ impl ContainerCgroup {
         added
     }
 
+    /// Moves the runner `pid` into the cgroup, as [`Self::add`] does, then
+    /// each child pid that arrives on `children` until it closes (the
+    /// runner's child in a PID namespace may have been forked before the
+    /// runner was moved).
+    ///
+    /// On cgroup v1 the first move after a quiet spell waits for an RCU
+    /// grace period (5-20 ms), so the shim does this while the runner loads
+    /// its module; later moves within that period are quick.
+    pub fn confine(&mut self, pid: u32, children: Receiver<u32>) -> Result<(), String> {
+        self.add(pid)?;
+        for child in children {
+            if let Err(e) = self.manager.add_proc(CgroupPid { pid: child as u64 }) {
+                self.destroy();
+                return Err(format!(
+                    "cannot put process {child} in cgroup {}: {e}",
+                    self.path
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Applies new limits (the Update call).
     pub fn update(&mut self, resources: &LinuxResources) -> Result<(), String> {
         self.manager
@@ -117,6 +141,53 @@ impl ContainerCgroup {
             value: bytes.map_err(|e| format!("cannot encode metrics: {e}"))?,
             ..Default::default()
         })
+    }
+}
+
+/// A container's cgroup, which may still be taking in the runner.
+///
+/// Create returns once the runner is ready, without waiting for the move
+/// into the cgroup (see [`ContainerCgroup::confine`]); everything that needs
+/// the cgroup, Start first of all, waits for it through [`Self::get`]. The
+/// guest never runs outside its cgroup: its first instruction comes after
+/// Start.
+pub enum CgroupSlot {
+    Confining(JoinHandle<(ContainerCgroup, Result<(), String>)>),
+    Ready(ContainerCgroup),
+    /// The move failed and the cgroup was removed; the message says why.
+    Failed(String),
+}
+
+impl CgroupSlot {
+    /// Starts moving `pid`, then the pids from `children`, into `cgroup`.
+    pub fn confine(mut cgroup: ContainerCgroup, pid: u32, children: Receiver<u32>) -> Self {
+        CgroupSlot::Confining(tokio::task::spawn_blocking(move || {
+            let confined = cgroup.confine(pid, children);
+            (cgroup, confined)
+        }))
+    }
+
+    /// The cgroup, once the runner is in it.
+    pub async fn get(&mut self) -> Result<&mut ContainerCgroup, String> {
+        if let CgroupSlot::Confining(confining) = self {
+            *self = match confining.await {
+                Ok((cgroup, Ok(()))) => CgroupSlot::Ready(cgroup),
+                Ok((_, Err(e))) => CgroupSlot::Failed(e),
+                Err(e) => CgroupSlot::Failed(format!("the cgroup set-up task failed: {e}")),
+            };
+        }
+        match self {
+            CgroupSlot::Ready(cgroup) => Ok(cgroup),
+            CgroupSlot::Failed(e) => Err(e.clone()),
+            CgroupSlot::Confining(_) => unreachable!("the move was awaited above"),
+        }
+    }
+
+    /// Removes the cgroup, once the move has ended.
+    pub async fn destroy(&mut self) {
+        if let Ok(cgroup) = self.get().await {
+            cgroup.destroy();
+        }
     }
 }
 

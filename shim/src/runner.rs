@@ -11,7 +11,8 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use std::io::BufReader;
-use wasmbox_oci::protocol::{read_status, write_plan};
+use std::sync::mpsc::Sender;
+use wasmbox_oci::protocol::{read_status_line, write_plan, StatusLine};
 use wasmbox_oci::RunPlan;
 
 use crate::exits::{ExitReceiver, ExitRegistry};
@@ -49,20 +50,26 @@ pub struct RunnerStdio {
     pub stderr: Stdio,
 }
 
-/// Starts a runner for `plan` and waits until it is ready or has failed.
-/// `confine` runs on the new runner's pid before it reads its plan (to put
-/// it in the container's cgroup before it allocates anything).
-///
-/// On failure the runner is gone (it exits by itself after reporting, or is
-/// killed here) and the error is the message for the user.
-pub async fn prepare(
+/// A runner that was started and has its plan on the way, not yet ready.
+pub struct SpawnedRunner {
+    pub pid: u32,
+    exit: ExitReceiver,
+    control: OwnedFd,
+    status: OwnedFd,
+    plan: RunPlan,
+    /// Whether the runner forks into a PID namespace (and so names a child).
+    forks: bool,
+}
+
+/// Starts a runner for `plan`. It loads its guest while the caller puts it
+/// in the container's cgroup; [`SpawnedRunner::ready`] waits for it.
+pub fn spawn(
     id: &str,
     plan: &RunPlan,
     stdio: RunnerStdio,
     exits: &ExitRegistry,
     namespaces: &NamespacePlan,
-    confine: impl FnOnce(u32) -> Result<(), String>,
-) -> Result<PreparedRunner, String> {
+) -> Result<SpawnedRunner, String> {
     let runner = runner_path().map_err(|e| format!("cannot locate wasmbox-runner: {e}"))?;
     let (control_read, control_write) = pipe()?;
     let (status_read, status_write) = pipe()?;
@@ -104,49 +111,85 @@ pub async fn prepare(
     let (child, exit) = exits
         .spawn(id, &mut command)
         .map_err(|e| format!("cannot start {}: {e}", runner.display()))?;
-    drop(command);
-    drop(control_read);
-    drop(status_write);
-    let pid = child.id();
+    Ok(SpawnedRunner {
+        pid: child.id(),
+        exit,
+        control: control_write,
+        status: status_read,
+        plan: plan.clone(),
+        forks: namespaces.has_pid_namespace(),
+    })
+}
 
-    let plan = plan.clone();
-    let confined = confine(pid);
-    let ready = async move {
-        confined?;
-        tokio::task::spawn_blocking(move || {
-            let mut control = File::from(control_write);
-            write_plan(&mut control, &plan)
-                .map_err(|e| format!("cannot hand the run plan to the runner: {e}"))?;
-            let mut notices = BufReader::new(File::from(status_read));
-            let status = read_status(&mut notices)
-                .map_err(|e| format!("cannot read the runner's status: {e}"))?;
-            status.map(|details| (control, notices, details))
-        })
-        .await
-        .map_err(|e| format!("runner set-up task failed: {e}"))
-        .and_then(|r| r)
-    }
-    .await;
-
-    match ready {
-        Ok((control, notices, details)) => Ok(PreparedRunner {
+impl SpawnedRunner {
+    /// Hands the runner its plan and waits until it is ready or has failed.
+    /// The pid of the runner's child in a PID namespace goes to `children`
+    /// as soon as it is known.
+    ///
+    /// On failure the runner is gone (it exits by itself after reporting,
+    /// or is killed here) and the error is the message for the user.
+    pub async fn ready(
+        self,
+        exits: &ExitRegistry,
+        children: Sender<u32>,
+    ) -> Result<PreparedRunner, String> {
+        let SpawnedRunner {
             pid,
             exit,
             control,
-            notices,
-            details,
-        }),
-        Err(message) => {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-            let mut exit = exit;
-            let _ = exit.wait_for(|e| e.is_some()).await;
-            exits.forget(pid as i32);
-            Err(message)
+            status,
+            plan,
+            forks,
+        } = self;
+        let ready = tokio::task::spawn_blocking(move || {
+            let mut control = File::from(control);
+            write_plan(&mut control, &plan)
+                .map_err(|e| format!("cannot hand the run plan to the runner: {e}"))?;
+            let mut notices = BufReader::new(File::from(status));
+            let mut details = None;
+            let mut child_named = !forks;
+            while details.is_none() || !child_named {
+                match read_status_line(&mut notices)
+                    .map_err(|e| format!("cannot read the runner's status: {e}"))?
+                {
+                    StatusLine::Child(child) => {
+                        child_named = true;
+                        let _ = children.send(child);
+                    }
+                    StatusLine::Ready(ready) => details = Some(ready),
+                    StatusLine::Failed(message) => return Err(message),
+                }
+            }
+            Ok((control, notices, details.unwrap_or_default()))
+        })
+        .await
+        .map_err(|e| format!("runner set-up task failed: {e}"))
+        .and_then(|r| r);
+
+        match ready {
+            Ok((control, notices, details)) => Ok(PreparedRunner {
+                pid,
+                exit,
+                control,
+                notices,
+                details,
+            }),
+            Err(message) => {
+                stop(pid, exit, exits).await;
+                Err(message)
+            }
         }
     }
+}
+
+/// Kills a runner that will not run its guest, and waits until it is gone.
+pub async fn stop(pid: u32, mut exit: ExitReceiver, exits: &ExitRegistry) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    let _ = exit.wait_for(|e| e.is_some()).await;
+    exits.forget(pid as i32);
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd), String> {

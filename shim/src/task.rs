@@ -36,7 +36,7 @@ use nix::unistd::Pid;
 use tokio::sync::Mutex;
 use wasmbox_oci::protocol::{read_notice, OOM_NOTICE};
 
-use crate::cgroup::ContainerCgroup;
+use crate::cgroup::{CgroupSlot, ContainerCgroup};
 use crate::exits::{ExitInfo, ExitReceiver, ExitRegistry};
 use crate::namespaces::NamespacePlan;
 use crate::runner::{self, RunnerStdio};
@@ -56,7 +56,7 @@ struct Container {
     control: Option<File>,
     /// Where the shim mounted the rootfs, to unmount at delete.
     mounted_rootfs: Option<PathBuf>,
-    cgroup: ContainerCgroup,
+    cgroup: CgroupSlot,
     paused: bool,
 }
 
@@ -146,10 +146,15 @@ impl TaskService {
     async fn set_frozen(&self, id: &str, frozen: bool) -> ttrpc::Result<()> {
         let mut containers = self.inner.containers.lock().await;
         let container = containers.get_mut(id).ok_or_else(|| not_found(id))?;
+        let cgroup = container
+            .cgroup
+            .get()
+            .await
+            .map_err(|e| error(Code::FAILED_PRECONDITION, e))?;
         let result = if frozen {
-            container.cgroup.freeze()
+            cgroup.freeze()
         } else {
-            container.cgroup.thaw()
+            cgroup.thaw()
         };
         result.map_err(|e| error(Code::INTERNAL, e))?;
         container.paused = frozen;
@@ -321,14 +326,19 @@ impl Task for TaskService {
         )
         .map_err(|e| cleanup(error(Code::INVALID_ARGUMENT, e)))?;
         let spawn_at = Instant::now();
-        let prepared = runner::prepare(&id, &plan, stdio, &self.inner.exits, &namespaces, |pid| {
-            cgroup.add(pid)
-        })
-        .await;
-        let prepared = match prepared {
+        let spawned =
+            runner::spawn(&id, &plan, stdio, &self.inner.exits, &namespaces).map_err(|e| {
+                cgroup.destroy();
+                cleanup(error(Code::INVALID_ARGUMENT, e))
+            })?;
+        // The move into the cgroup waits on the kernel; the runner loads its
+        // module meanwhile, and Start waits for the move (see CgroupSlot).
+        let (children, named_children) = std::sync::mpsc::channel();
+        let mut cgroup = CgroupSlot::confine(cgroup, spawned.pid, named_children);
+        let prepared = match spawned.ready(&self.inner.exits, children).await {
             Ok(prepared) => prepared,
             Err(e) => {
-                cgroup.destroy();
+                cgroup.destroy().await;
                 return Err(cleanup(error(Code::INVALID_ARGUMENT, e)));
             }
         };
@@ -396,6 +406,18 @@ impl Task for TaskService {
             let container = containers
                 .get_mut(&req.id)
                 .ok_or_else(|| not_found(&req.id))?;
+            let waited = Instant::now();
+            container.cgroup.get().await.map_err(|e| {
+                error(
+                    Code::FAILED_PRECONDITION,
+                    format!("container {} cannot start: {e}", req.id),
+                )
+            })?;
+            log::debug!(
+                "container {}: start waited {:.2} ms for the cgroup",
+                req.id,
+                waited.elapsed().as_secs_f64() * 1000.0
+            );
             let Some(mut control) = container.control.take() else {
                 return Err(error(
                     Code::FAILED_PRECONDITION,
@@ -511,7 +533,7 @@ impl Task for TaskService {
         if let Some(target) = &container.mounted_rootfs {
             rootfs::unmount(target);
         }
-        container.cgroup.destroy();
+        container.cgroup.destroy().await;
         let _ = std::fs::remove_file(container.bundle.join("runner.pid"));
         self.inner.exits.forget(container.pid as i32);
         let info = info.unwrap_or(ExitInfo {
@@ -588,10 +610,15 @@ impl Task for TaskService {
     }
 
     async fn stats(&self, _ctx: &TtrpcContext, req: StatsRequest) -> ttrpc::Result<StatsResponse> {
-        let containers = self.inner.containers.lock().await;
-        let container = containers.get(&req.id).ok_or_else(|| not_found(&req.id))?;
+        let mut containers = self.inner.containers.lock().await;
+        let container = containers
+            .get_mut(&req.id)
+            .ok_or_else(|| not_found(&req.id))?;
         let stats = container
             .cgroup
+            .get()
+            .await
+            .map_err(|e| error(Code::FAILED_PRECONDITION, e))?
             .metrics()
             .map_err(|e| error(Code::INTERNAL, e))?;
         Ok(StatsResponse {
@@ -640,6 +667,9 @@ impl Task for TaskService {
             .ok_or_else(|| not_found(&req.id))?;
         container
             .cgroup
+            .get()
+            .await
+            .map_err(|e| error(Code::FAILED_PRECONDITION, e))?
             .update(&resources)
             .map_err(|e| error(Code::INTERNAL, e))?;
         Ok(Empty::new())

@@ -2,7 +2,10 @@
 
 CARGO ?= cargo
 APPS := hello sleeper exit-code cat trap fsprobe memhog busy
+# Components (WASI 0.2), built for wasm32-wasip2.
+APPS_P2 := cli-p2 http-hello
 WASM_DIR := target/wasm32-wasip1/release
+WASM_P2_DIR := target/wasm32-wasip2/release
 
 .PHONY: all deps build apps images demo test test-compat bench lint install clean
 
@@ -19,6 +22,7 @@ build: deps
 
 apps:
 	$(CARGO) build --release --target wasm32-wasip1 $(addprefix -p ,$(APPS))
+	$(CARGO) build --release --target wasm32-wasip2 $(addprefix -p ,$(APPS_P2))
 	mkdir -p target/wasm
 	clang --target=wasm32-wasi -O2 -o target/wasm/c-hello.wasm images/c/hello.c
 
@@ -27,6 +31,10 @@ images:
 	mkdir -p target/images
 	for app in $(APPS); do \
 		target/release/wasmbox-image --wasm $(WASM_DIR)/$$app.wasm \
+			--name docker.io/wasmbox/$$app:latest --output target/images/$$app.tar || exit 1; \
+	done
+	for app in $(APPS_P2); do \
+		target/release/wasmbox-image --wasm $(WASM_P2_DIR)/$$app.wasm \
 			--name docker.io/wasmbox/$$app:latest --output target/images/$$app.tar || exit 1; \
 	done
 

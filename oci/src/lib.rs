@@ -20,7 +20,7 @@ pub mod wasm;
 
 pub use plan::{
     load_spec, plan_from_bundle, plan_from_spec, Preopen, RlimitPlan, RunPlan, SkippedMount,
-    UserPlan, DEFAULT_ENTRY,
+    UserPlan, DEFAULT_ENTRY, DEFAULT_HTTP_ADDR, HTTP_ADDR_ANNOTATION, HTTP_ADDR_ENV,
 };
 pub use wasm::{detect_wasm, WasmKind};
 
@@ -67,6 +67,14 @@ pub enum PlanError {
     RelativeCwd { cwd: String },
     #[error("mount at {destination}: {reason}")]
     Mount { destination: String, reason: String },
+    #[error("{setting} {value:?} is not a listen address like 0.0.0.0:8080: {reason}")]
+    BadHttpAddr {
+        setting: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error("process.args[0] {arg:?}: '#{entry}' picks an export of a core module; a component runs through wasi:cli/run or wasi:http")]
+    EntryOnComponent { arg: String, entry: String },
     #[error("process.terminal is true, but wasmbox does not support a terminal yet: run without -t/--tty")]
     TerminalUnsupported,
 }

@@ -159,6 +159,7 @@ mod tests {
                 soft: 1024,
                 hard: 4096,
             }],
+            http_addr: "127.0.0.1:9000".parse().unwrap(),
         };
         let mut buf = Vec::new();
         write_plan(&mut buf, &plan).unwrap();

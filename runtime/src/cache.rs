@@ -1,6 +1,7 @@
 //! The node-wide compiled-module cache.
 //!
-//! An entry is wasmtime's serialized form of a compiled module, stored as
+//! An entry is wasmtime's serialized form of a compiled module or
+//! component, stored as
 //! `<sha256 of the .wasm>-<hash of the engine's settings>.cwasm`, so the same
 //! bytes compiled by another engine configuration or wasmtime version never
 //! share an entry. Beside it, `<entry>.sha256` holds the sha256 of the
@@ -29,6 +30,7 @@ use std::time::SystemTime;
 
 use nix::fcntl::{Flock, FlockArg};
 use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
 use wasmtime::{Engine, Module};
 
 /// Where the cache lives unless `WASMBOX_CACHE_DIR` says otherwise.
@@ -63,7 +65,48 @@ impl CacheOutcome {
     }
 }
 
-/// A directory of compiled modules.
+/// What the cache holds: wasmtime's compiled form of a core module or of a
+/// component.
+pub trait Compiled: Sized {
+    /// Compiles `wasm` (on every core: the engine compiles in parallel).
+    fn compile(engine: &Engine, wasm: &[u8]) -> wasmtime::Result<Self>;
+    /// Maps a file that `serialize` wrote.
+    ///
+    /// # Safety
+    /// The file must hold bytes that wasmtime's `serialize` produced and
+    /// must not change while the result lives; see [`ModuleCache`]'s
+    /// `load`, the only caller, for why its entries meet both.
+    unsafe fn deserialize_file(engine: &Engine, path: &Path) -> wasmtime::Result<Self>;
+    fn serialize(&self) -> wasmtime::Result<Vec<u8>>;
+}
+
+impl Compiled for Module {
+    fn compile(engine: &Engine, wasm: &[u8]) -> wasmtime::Result<Self> {
+        Module::new(engine, wasm)
+    }
+    unsafe fn deserialize_file(engine: &Engine, path: &Path) -> wasmtime::Result<Self> {
+        // SAFETY: passed on to the caller (see the trait).
+        unsafe { Module::deserialize_file(engine, path) }
+    }
+    fn serialize(&self) -> wasmtime::Result<Vec<u8>> {
+        Module::serialize(self)
+    }
+}
+
+impl Compiled for Component {
+    fn compile(engine: &Engine, wasm: &[u8]) -> wasmtime::Result<Self> {
+        Component::new(engine, wasm)
+    }
+    unsafe fn deserialize_file(engine: &Engine, path: &Path) -> wasmtime::Result<Self> {
+        // SAFETY: passed on to the caller (see the trait).
+        unsafe { Component::deserialize_file(engine, path) }
+    }
+    fn serialize(&self) -> wasmtime::Result<Vec<u8>> {
+        Component::serialize(self)
+    }
+}
+
+/// A directory of compiled modules and components.
 pub struct ModuleCache {
     dir: PathBuf,
     max_bytes: u64,
@@ -103,11 +146,11 @@ impl ModuleCache {
     }
 
     /// Loads the compiled form of `wasm`, compiling and storing it on a miss.
-    pub fn load_or_compile(
+    pub fn load_or_compile<T: Compiled>(
         &self,
         engine: &Engine,
         wasm: &[u8],
-    ) -> wasmtime::Result<(Module, CacheOutcome)> {
+    ) -> wasmtime::Result<(T, CacheOutcome)> {
         let entry = self.entry_path(engine, wasm);
         if let Some(module) = self.load(engine, &entry) {
             return Ok((module, CacheOutcome::Hit));
@@ -124,7 +167,7 @@ impl ModuleCache {
         if let Some(module) = self.load(engine, &entry) {
             return Ok((module, CacheOutcome::Hit));
         }
-        let module = Module::new(engine, wasm)?;
+        let module = T::compile(engine, wasm)?;
         let outcome = match self.store(&entry, &module) {
             Ok(()) => {
                 self.evict_beyond_limit(&entry);
@@ -149,7 +192,7 @@ impl ModuleCache {
 
     /// Loads `entry` if it is whole and wasmtime accepts it; deletes it if
     /// it is there but bad.
-    fn load(&self, engine: &Engine, entry: &Path) -> Option<Module> {
+    fn load<T: Compiled>(&self, engine: &Engine, entry: &Path) -> Option<T> {
         let sum_path = checksum_path(entry);
         let expected = match std::fs::read_to_string(&sum_path) {
             Ok(sum) => sum,
@@ -171,7 +214,8 @@ impl ModuleCache {
         }
         // SAFETY: `deserialize_file` trusts that the file holds code that
         // wasmtime itself produced, and maps it. Entries in this directory
-        // are only written by `store` below, from `Module::serialize`, and
+        // are only written by `store` below, from wasmtime's `serialize` of a
+        // module or component, and
         // renamed into place whole; the directory is created 0700 and owned
         // by the user the runner loads modules as (root), so no other user
         // can plant or change one; the checksum just verified matches what
@@ -180,7 +224,7 @@ impl ModuleCache {
         // mapping stays valid for the life of the module. wasmtime still
         // checks the header, its version and the engine's settings, and a
         // mismatch is treated as a miss.
-        match unsafe { Module::deserialize_file(engine, entry) } {
+        match unsafe { T::deserialize_file(engine, entry) } {
             Ok(module) => {
                 // Last use, for eviction.
                 if let Ok(file) = File::options().append(true).open(entry) {
@@ -216,7 +260,7 @@ impl ModuleCache {
             .create(&self.dir)
     }
 
-    fn store(&self, entry: &Path, module: &Module) -> wasmtime::Result<()> {
+    fn store(&self, entry: &Path, module: &impl Compiled) -> wasmtime::Result<()> {
         self.create_dir()?;
         let bytes = module.serialize()?;
         let sum = hex(&Sha256::digest(&bytes));
@@ -332,9 +376,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cache = cache_in(dir.path(), u64::MAX);
         let engine = crate::engine::new_engine().unwrap();
-        let (_, first) = cache.load_or_compile(&engine, EMPTY_START).unwrap();
+        let (_, first) = cache
+            .load_or_compile::<Module>(&engine, EMPTY_START)
+            .unwrap();
         assert_eq!(first, CacheOutcome::Compiled);
-        let (module, second) = cache.load_or_compile(&engine, EMPTY_START).unwrap();
+        let (module, second) = cache
+            .load_or_compile::<Module>(&engine, EMPTY_START)
+            .unwrap();
         assert_eq!(second, CacheOutcome::Hit);
         assert!(module.get_export("_start").is_some());
         let names: Vec<String> = std::fs::read_dir(dir.path().join("cache"))
@@ -354,13 +402,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cache = cache_in(dir.path(), u64::MAX);
         let engine = crate::engine::new_engine().unwrap();
-        cache.load_or_compile(&engine, EMPTY_START).unwrap();
+        cache
+            .load_or_compile::<Module>(&engine, EMPTY_START)
+            .unwrap();
         let entry = cache.entry_path(&engine, EMPTY_START);
         let good = std::fs::read(&entry).unwrap();
 
         // Truncated.
         replace(&entry, &good[..good.len() / 2]);
-        let (_, outcome) = cache.load_or_compile(&engine, EMPTY_START).unwrap();
+        let (_, outcome) = cache
+            .load_or_compile::<Module>(&engine, EMPTY_START)
+            .unwrap();
         assert_eq!(outcome, CacheOutcome::Compiled);
 
         // One flipped bit in the code.
@@ -368,7 +420,9 @@ mod tests {
         let middle = flipped.len() / 2;
         flipped[middle] ^= 0x10;
         replace(&entry, &flipped);
-        let (_, outcome) = cache.load_or_compile(&engine, EMPTY_START).unwrap();
+        let (_, outcome) = cache
+            .load_or_compile::<Module>(&engine, EMPTY_START)
+            .unwrap();
         assert_eq!(outcome, CacheOutcome::Compiled);
 
         // Not wasmtime's at all, with a checksum that matches it (as if
@@ -379,10 +433,14 @@ mod tests {
             &checksum_path(&entry),
             hex(&Sha256::digest(&junk)).as_bytes(),
         );
-        let (_, outcome) = cache.load_or_compile(&engine, EMPTY_START).unwrap();
+        let (_, outcome) = cache
+            .load_or_compile::<Module>(&engine, EMPTY_START)
+            .unwrap();
         assert_eq!(outcome, CacheOutcome::Compiled);
 
-        let (_, outcome) = cache.load_or_compile(&engine, EMPTY_START).unwrap();
+        let (_, outcome) = cache
+            .load_or_compile::<Module>(&engine, EMPTY_START)
+            .unwrap();
         assert_eq!(outcome, CacheOutcome::Hit);
     }
 
@@ -397,7 +455,7 @@ mod tests {
                     let dir = dir.path();
                     s.spawn(move || {
                         cache_in(dir, u64::MAX)
-                            .load_or_compile(&engine, EMPTY_START)
+                            .load_or_compile::<Module>(&engine, EMPTY_START)
                             .unwrap()
                             .1
                     })
@@ -417,12 +475,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let engine = crate::engine::new_engine().unwrap();
         let unbounded = cache_in(dir.path(), u64::MAX);
-        unbounded.load_or_compile(&engine, EMPTY_START).unwrap();
+        unbounded
+            .load_or_compile::<Module>(&engine, EMPTY_START)
+            .unwrap();
         let first = unbounded.entry_path(&engine, EMPTY_START);
         let one_entry = std::fs::metadata(&first).unwrap().len();
         // Room for one entry only: storing a second evicts the first.
         let bounded = cache_in(dir.path(), one_entry + one_entry / 2);
-        let (_, outcome) = bounded.load_or_compile(&engine, NOP_START).unwrap();
+        let (_, outcome) = bounded
+            .load_or_compile::<Module>(&engine, NOP_START)
+            .unwrap();
         assert_eq!(outcome, CacheOutcome::Compiled);
         assert!(!first.exists(), "the older entry should be evicted");
         assert!(!checksum_path(&first).exists());

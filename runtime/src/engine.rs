@@ -3,16 +3,46 @@
 //! One engine per process, with settings that are part of the compiled
 //! cache's key (wasmtime's own compatibility hash covers them), so a change
 //! of settings or of wasmtime version can never load a stale artifact.
+//!
+//! - Core modules run on a synchronous engine with on-demand allocation:
+//!   one instance per process, nothing to pool.
+//! - Components run on an async engine (wasi:http and wasi:sockets are
+//!   built on tokio) with the pooling allocator: a wasi:http component gets
+//!   a fresh instance per request, and pooled slots with copy-on-write
+//!   memory images make that a matter of microseconds.
 
-use wasmtime::{Config, Engine, OptLevel};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 
 use crate::RuntimeError;
 
-/// Builds the engine every runner uses.
-pub fn new_engine() -> Result<Engine, RuntimeError> {
+/// How many instances of a component may live at once: the ceiling on
+/// concurrent wasi:http requests of one container. The pool reserves
+/// address space for them, not memory.
+pub const MAX_CONCURRENT_INSTANCES: u32 = 1000;
+
+fn base_config() -> Config {
     let mut config = Config::new();
     config.cranelift_opt_level(OptLevel::Speed);
     // Compile large modules on every core.
     config.parallel_compilation(true);
+    config
+}
+
+/// The engine for core modules.
+pub fn new_engine() -> Result<Engine, RuntimeError> {
+    Engine::new(&base_config()).map_err(|e| RuntimeError::Engine(format!("{e:#}")))
+}
+
+/// The engine for components.
+pub fn new_component_engine() -> Result<Engine, RuntimeError> {
+    let mut config = base_config();
+    config.wasm_component_model(true);
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(MAX_CONCURRENT_INSTANCES)
+        .total_core_instances(MAX_CONCURRENT_INSTANCES)
+        .total_memories(MAX_CONCURRENT_INSTANCES)
+        .total_tables(MAX_CONCURRENT_INSTANCES)
+        .total_stacks(MAX_CONCURRENT_INSTANCES);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&config).map_err(|e| RuntimeError::Engine(format!("{e:#}")))
 }

@@ -1,14 +1,21 @@
-//! Preparing and running one container's guest.
+//! Preparing and running one container's guest: a core module, a command
+//! component (`wasi:cli/run`) or a wasi:http component.
 //!
 //! [`PreparedGuest::prepare`] does everything that can fail because of the
 //! user's input — reading and compiling (or loading from the cache) the
-//! module, resolving its WASI imports, finding the entry export, opening the
-//! preopens — so those errors surface at Create. [`PreparedGuest::run`] then
-//! only instantiates and calls the entry.
+//! binary, resolving its WASI imports, finding what to call, opening the
+//! preopens, binding the HTTP listener — so those errors surface at Create.
+//! [`PreparedGuest::run`] then only instantiates and calls it.
+//!
+//! Which of the three a binary is comes from the binary itself: its header
+//! says module or component, and a component that exports
+//! `wasi:http/incoming-handler` is served, one that exports `wasi:cli/run`
+//! is run.
 //!
 //! Exit codes, as the task reports them:
-//! - the guest returns from its entry: 0;
-//! - the guest calls `proc_exit(n)`: n;
+//! - the guest returns from its entry (or `wasi:cli/run` returns ok): 0;
+//! - the guest calls `proc_exit(n)` / `wasi:cli/exit`: n (an error result
+//!   of `wasi:cli/run` or `exit(err)`: 1);
 //! - the guest traps: [`TRAP_EXIT_CODE`] (134, as a native program that
 //!   aborts), with the trap message on the container's stderr;
 //! - the guest is stopped for memory — it asked to grow a linear memory
@@ -16,18 +23,22 @@
 //!   trapped or aborted: [`OOM_EXIT_CODE`] (137, what the kernel's OOM
 //!   killer gives under runc), the reason on stderr, and the runner tells
 //!   the shim, which publishes a TaskOOM event (Kubernetes: OOMKilled);
+//! - a wasi:http server stopped by SIGTERM after its in-flight requests
+//!   are done: 0;
 //! - SIGTERM / SIGKILL from `ctr task kill`: 143 / 137, as the shim reports
 //!   any signal death as 128 + the signal number.
 
 use std::io::Write;
 
 use wasmbox_oci::{RunPlan, WasmKind};
-use wasmtime::{Engine, ExternType, InstancePre, Linker, Module, Store, Val};
-use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime::Engine;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
 use crate::cache::{CacheOutcome, ModuleCache};
-use crate::limits::{MemoryLimiter, RefusedGrowth};
+use crate::component::{CommandGuest, ComponentGuest};
+use crate::http::HttpGuest;
+use crate::limits::RefusedGrowth;
+use crate::module::ModuleGuest;
 use crate::stdio::ContainerOutput;
 use crate::RuntimeError;
 
@@ -60,152 +71,135 @@ impl ExitReason {
             ExitReason::OutOfMemory(_) => OOM_EXIT_CODE,
         }
     }
-}
 
-/// What the store holds for the guest.
-struct GuestState {
-    wasi: WasiP1Ctx,
-    limiter: MemoryLimiter,
-}
-
-/// A guest that is ready to run.
-pub struct PreparedGuest {
-    store: Store<GuestState>,
-    instance_pre: InstancePre<GuestState>,
-    entry: String,
-    guest_path: String,
-    /// Whether the module came from the cache, for logs and tests.
-    pub cache_outcome: CacheOutcome,
-}
-
-impl PreparedGuest {
-    /// Loads and checks `plan`'s module and builds its WASI context.
-    pub fn prepare(
-        engine: &Engine,
-        cache: &ModuleCache,
-        plan: &RunPlan,
-    ) -> Result<Self, RuntimeError> {
-        let guest_path = plan.module_guest_path.clone();
-        if plan.kind == WasmKind::Component {
-            return Err(RuntimeError::ComponentUnsupported { guest_path });
+    /// How a call into the guest that failed with `error` ended: an exit
+    /// the guest asked for, a refused memory growth, or a trap.
+    pub(crate) fn from_error(error: &wasmtime::Error, refused: Option<RefusedGrowth>) -> Self {
+        match (error.downcast_ref::<I32Exit>(), refused) {
+            (Some(exit), _) => ExitReason::Exited(exit.0),
+            (None, Some(refused)) => ExitReason::OutOfMemory(refused),
+            (None, None) => ExitReason::Trapped(format!("{error:?}")),
         }
-        let wasm = std::fs::read(&plan.module_host_path).map_err(|source| RuntimeError::Read {
-            path: plan.module_host_path.clone(),
-            source,
-        })?;
-        let (module, cache_outcome) =
-            cache
-                .load_or_compile(engine, &wasm)
-                .map_err(|e| RuntimeError::InvalidModule {
-                    guest_path: guest_path.clone(),
-                    reason: format!("{e:#}"),
-                })?;
-        check_entry(&module, &guest_path, &plan.entry)?;
-
-        let mut linker: Linker<GuestState> = Linker::new(engine);
-        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |state| &mut state.wasi)
-            .map_err(|e| RuntimeError::Engine(format!("cannot add WASI to the linker: {e:#}")))?;
-        let instance_pre = linker
-            .instantiate_pre(&module)
-            .map_err(|e| RuntimeError::Link {
-                guest_path: guest_path.clone(),
-                reason: format!("{e:#}"),
-            })?;
-
-        let state = GuestState {
-            wasi: wasi_context(plan)?,
-            limiter: MemoryLimiter::new(plan.memory_limit),
-        };
-        let mut store = Store::new(engine, state);
-        store.limiter(|state| &mut state.limiter);
-        Ok(Self {
-            store,
-            instance_pre,
-            entry: plan.entry.clone(),
-            guest_path,
-            cache_outcome,
-        })
     }
 
-    /// Instantiates the module and calls its entry, until the guest ends.
-    pub fn run(mut self) -> ExitReason {
-        let result = self
-            .instance_pre
-            .instantiate(&mut self.store)
-            .and_then(|instance| {
-                let func = instance
-                    .get_func(&mut self.store, &self.entry)
-                    .ok_or_else(|| wasmtime::format_err!("export {:?} vanished", self.entry))?;
-                let mut results = vec![Val::I32(0); func.ty(&self.store).results().len()];
-                func.call(&mut self.store, &[], &mut results)
-            });
-        let reason = match result {
-            Ok(()) => ExitReason::Exited(0),
-            Err(e) => match (
-                e.downcast_ref::<I32Exit>(),
-                self.store.data().limiter.refused(),
-            ) {
-                (Some(exit), _) => ExitReason::Exited(exit.0),
-                (None, Some(refused)) => ExitReason::OutOfMemory(refused),
-                (None, None) => ExitReason::Trapped(format!("{e:?}")),
-            },
-        };
+    /// Tells the container's stderr why the guest stopped, when it did not
+    /// stop by itself.
+    pub(crate) fn report(&self, guest_path: &str) {
         let _ = std::io::stdout().flush();
         let mut stderr = std::io::stderr();
-        match &reason {
+        match self {
             ExitReason::Trapped(message) => {
                 let _ = writeln!(
                     stderr,
-                    "wasmbox: {} trapped (exit code {TRAP_EXIT_CODE}): {message}",
-                    self.guest_path
+                    "wasmbox: {guest_path} trapped (exit code {TRAP_EXIT_CODE}): {message}"
                 );
             }
             ExitReason::OutOfMemory(refused) => {
                 let _ = writeln!(
                     stderr,
-                    "wasmbox: {} stopped: out of memory (exit code {OOM_EXIT_CODE}): it asked for \
+                    "wasmbox: {guest_path} stopped: out of memory (exit code {OOM_EXIT_CODE}): it asked for \
                      {} MiB of linear memory, and the container's memory limit is {} MiB",
-                    self.guest_path,
                     refused.desired >> 20,
                     refused.limit >> 20
                 );
             }
             ExitReason::Exited(_) => {}
         }
-        reason
     }
 }
 
-/// Checks that `entry` is an exported function the runner can call.
-fn check_entry(module: &Module, guest_path: &str, entry: &str) -> Result<(), RuntimeError> {
-    match module.get_export(entry) {
-        Some(ExternType::Func(ty)) if ty.params().len() == 0 => Ok(()),
-        Some(ExternType::Func(_)) => Err(RuntimeError::EntryTakesParams {
-            guest_path: guest_path.to_string(),
-            entry: entry.to_string(),
-        }),
-        _ => {
-            let functions: Vec<String> = module
-                .exports()
-                .filter(|e| matches!(e.ty(), ExternType::Func(_)))
-                .map(|e| e.name().to_string())
-                .collect();
-            let hint = if functions.is_empty() {
-                " (it exports no functions)".to_string()
-            } else {
-                format!(" (its exported functions: {})", functions.join(", "))
-            };
-            Err(RuntimeError::MissingExport {
-                guest_path: guest_path.to_string(),
-                entry: entry.to_string(),
-                hint,
-            })
+/// What kind of guest a prepared one is, for the debug log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuestKind {
+    Module,
+    Command,
+    Http,
+}
+
+impl GuestKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GuestKind::Module => "module",
+            GuestKind::Command => "command-component",
+            GuestKind::Http => "http-component",
         }
     }
 }
 
-/// The guest's args, env, stdio and preopens, from the plan.
-fn wasi_context(plan: &RunPlan) -> Result<WasiP1Ctx, RuntimeError> {
+/// A guest that is ready to run.
+pub struct PreparedGuest {
+    runnable: Runnable,
+    /// Whether the binary came from the cache, for logs and tests.
+    pub cache_outcome: CacheOutcome,
+}
+
+enum Runnable {
+    Module(ModuleGuest),
+    Command(Box<CommandGuest>),
+    Http(HttpGuest),
+}
+
+impl PreparedGuest {
+    /// Loads and checks `plan`'s binary and builds its WASI context.
+    /// `engine` comes from [`crate::engine::new_engine`] for a module and
+    /// [`crate::engine::new_component_engine`] for a component.
+    pub fn prepare(
+        engine: &Engine,
+        cache: &ModuleCache,
+        plan: &RunPlan,
+    ) -> Result<Self, RuntimeError> {
+        let wasm = std::fs::read(&plan.module_host_path).map_err(|source| RuntimeError::Read {
+            path: plan.module_host_path.clone(),
+            source,
+        })?;
+        let invalid = |e: wasmtime::Error| RuntimeError::InvalidModule {
+            guest_path: plan.module_guest_path.clone(),
+            reason: format!("{e:#}"),
+        };
+        let (runnable, cache_outcome) = match plan.kind {
+            WasmKind::Module => {
+                let (module, outcome) = cache.load_or_compile(engine, &wasm).map_err(invalid)?;
+                (
+                    Runnable::Module(ModuleGuest::prepare(module, plan)?),
+                    outcome,
+                )
+            }
+            WasmKind::Component => {
+                let (component, outcome) = cache.load_or_compile(engine, &wasm).map_err(invalid)?;
+                let runnable = match ComponentGuest::prepare(engine, component, plan)? {
+                    ComponentGuest::Command(command) => Runnable::Command(command),
+                    ComponentGuest::Http(proxy) => Runnable::Http(HttpGuest::prepare(proxy, plan)?),
+                };
+                (runnable, outcome)
+            }
+        };
+        Ok(Self {
+            runnable,
+            cache_outcome,
+        })
+    }
+
+    pub fn kind(&self) -> GuestKind {
+        match self.runnable {
+            Runnable::Module(_) => GuestKind::Module,
+            Runnable::Command(_) => GuestKind::Command,
+            Runnable::Http(_) => GuestKind::Http,
+        }
+    }
+
+    /// Runs the guest until it ends.
+    pub fn run(self) -> ExitReason {
+        match self.runnable {
+            Runnable::Module(guest) => guest.run(),
+            Runnable::Command(guest) => guest.run(),
+            Runnable::Http(guest) => guest.run(),
+        }
+    }
+}
+
+/// The guest's args, env, stdio and preopens, from the plan, for a module
+/// or a component.
+pub(crate) fn wasi_builder(plan: &RunPlan) -> Result<WasiCtxBuilder, RuntimeError> {
     let mut builder = WasiCtxBuilder::new();
     builder
         .inherit_stdin()
@@ -232,5 +226,5 @@ fn wasi_context(plan: &RunPlan) -> Result<WasiP1Ctx, RuntimeError> {
                 reason: format!("{e:#}"),
             })?;
     }
-    Ok(builder.build_p1())
+    Ok(builder)
 }

@@ -7,14 +7,21 @@
 //! - [`stdio`]: the guest's stdout and stderr, which survive a reader going away.
 //! - [`pidns`]: the fork that puts the guest inside a PID namespace.
 //! - [`limits`]: the guest's memory limit, and telling an OOM from a trap.
-//! - [`guest`]: loading a [`wasmbox_oci::RunPlan`]'s module, checking it can
-//!   run (valid, imports satisfied, entry export present) and running it.
+//! - [`guest`]: loading a [`wasmbox_oci::RunPlan`]'s binary, checking it can
+//!   run (valid, imports satisfied, something to call) and running it, as
+//!   one of:
+//!   - [`module`]: a core module (WASI preview 1);
+//!   - [`component`]: a command component (`wasi:cli/run`, WASI 0.2);
+//!   - [`http`]: a wasi:http component, served over HTTP/1.1 and h2c.
 
 pub mod cache;
+pub mod component;
 pub mod engine;
 pub mod guest;
+pub mod http;
 pub mod identity;
 pub mod limits;
+pub mod module;
 pub mod pidns;
 pub mod stdio;
 
@@ -33,8 +40,14 @@ pub enum RuntimeError {
     },
     #[error("{guest_path} is not a valid WebAssembly module: {reason}")]
     InvalidModule { guest_path: String, reason: String },
-    #[error("{guest_path} is a WebAssembly component; wasmbox runs only core modules (wasm32-wasip1) so far")]
-    ComponentUnsupported { guest_path: String },
+    #[error("{guest_path} is a component that exports neither wasi:cli/run nor wasi:http/incoming-handler, so there is nothing to run (it exports {exports})")]
+    NothingToRun { guest_path: String, exports: String },
+    #[error("{guest_path} is a wasi:http component, and it cannot listen on {addr}: {reason} (set the address with the env var WASMBOX_HTTP_ADDR or the annotation wasmbox.io/http-addr)")]
+    Listen {
+        guest_path: String,
+        addr: std::net::SocketAddr,
+        reason: String,
+    },
     #[error("{guest_path} has no exported function {entry:?}{hint}")]
     MissingExport {
         guest_path: String,

@@ -1,4 +1,5 @@
-//! `wasmbox-runner`: the process that runs one container's guest.
+//! `wasmbox-runner`: the process that runs one container's guest (a core
+//! module, a command component or a wasi:http server).
 //!
 //! The shim starts it at Create as
 //! `wasmbox-runner --id ID --control-fd N --status-fd M`, with the
@@ -17,8 +18,9 @@ use std::time::Instant;
 use wasmbox_oci::protocol::{
     read_plan, write_child, write_notice, write_status, OOM_NOTICE, START,
 };
+use wasmbox_oci::WasmKind;
 use wasmbox_runtime::cache::ModuleCache;
-use wasmbox_runtime::engine::new_engine;
+use wasmbox_runtime::engine::{new_component_engine, new_engine};
 use wasmbox_runtime::identity::{apply_rlimits, switch_user};
 use wasmbox_runtime::pidns::fork_into_namespace;
 use wasmbox_runtime::{ExitReason, PreparedGuest};
@@ -106,7 +108,11 @@ fn main() -> ExitCode {
             }
             let plan_ms = ms(started);
             let t = Instant::now();
-            let engine = new_engine().map_err(|e| e.to_string())?;
+            let engine = match plan.kind {
+                WasmKind::Module => new_engine(),
+                WasmKind::Component => new_component_engine(),
+            }
+            .map_err(|e| e.to_string())?;
             let engine_ms = ms(t);
             let t = Instant::now();
             let guest = PreparedGuest::prepare(&engine, &ModuleCache::from_env(), &plan)
@@ -119,7 +125,8 @@ fn main() -> ExitCode {
                 watch.arm();
             }
             let details = format!(
-                "cache={} plan_ms={plan_ms:.2} engine_ms={engine_ms:.2} prepare_ms={prepare_ms:.2} total_ms={:.2}",
+                "kind={} cache={} plan_ms={plan_ms:.2} engine_ms={engine_ms:.2} prepare_ms={prepare_ms:.2} total_ms={:.2}",
+                guest.kind().as_str(),
                 guest.cache_outcome.as_str(),
                 ms(started)
             );

@@ -48,6 +48,13 @@ impl ContainerOutput {
     }
 }
 
+/// Writes one line of the runner's own to the container's stderr (the
+/// container log). Like the guest's output, it is dropped when nobody reads:
+/// `eprintln!` would panic there.
+pub fn log_line(line: std::fmt::Arguments<'_>) {
+    let _ = ContainerOutput::Stderr.write(format!("{line}\n").as_bytes());
+}
+
 impl IsTerminal for ContainerOutput {
     fn is_terminal(&self) -> bool {
         false

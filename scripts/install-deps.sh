@@ -7,7 +7,7 @@ set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 
 need_pkgs=()
-for pkg in clang lld wasi-libc libclang-rt-14-dev-wasm32 protobuf-compiler musl-tools tcl util-linux make gcc pkg-config ca-certificates; do
+for pkg in clang lld wasi-libc libclang-rt-14-dev-wasm32 protobuf-compiler musl-tools tcl util-linux curl make gcc pkg-config ca-certificates; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_pkgs+=("$pkg")
 done
 if (( ${#need_pkgs[@]} )); then

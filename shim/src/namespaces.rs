@@ -12,6 +12,8 @@
 //! one, or a member of the pod's), runs the guest; the parent stays outside
 //! as the task's pid, forwards signals and exits as the child did.
 //!
+//! A new network namespace gets its loopback interface up, as under runc.
+//!
 //! User and time namespaces are left out on purpose: a user namespace would
 //! need id mappings a WASI guest cannot observe, and WASI clocks are the
 //! host's. Both are logged.
@@ -100,6 +102,38 @@ pub fn enter(join: &[(RawFd, libc::c_int)], create: libc::c_int) -> std::io::Res
     // SAFETY: unshare takes only flags.
     if create != 0 && unsafe { libc::unshare(create) } != 0 {
         return Err(std::io::Error::last_os_error());
+    }
+    if create & libc::CLONE_NEWNET != 0 {
+        loopback_up()?;
+    }
+    Ok(())
+}
+
+/// Brings up `lo` in a network namespace just created, as runc does: a new
+/// namespace has it down, and a server in the container could not even be
+/// reached on 127.0.0.1. Only async-signal-safe calls (socket, ioctl, close).
+fn loopback_up() -> std::io::Result<()> {
+    // SAFETY: plain system calls on a socket this function owns, with an
+    // `ifreq` that lives on the stack for the duration of each call.
+    unsafe {
+        let sock = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if sock < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut request: libc::ifreq = std::mem::zeroed();
+        for (slot, byte) in request.ifr_name.iter_mut().zip(b"lo\0") {
+            *slot = *byte as libc::c_char;
+        }
+        let mut result = libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut request);
+        if result == 0 {
+            request.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+            result = libc::ioctl(sock, libc::SIOCSIFFLAGS, &request);
+        }
+        let error = std::io::Error::last_os_error();
+        libc::close(sock);
+        if result != 0 {
+            return Err(error);
+        }
     }
     Ok(())
 }

@@ -25,13 +25,17 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The sample apps that are components, built for `wasm32-wasip2`.
+const COMPONENT_APPS: &[&str] = &["cli-p2", "http-hello"];
+
 /// A sample app's `.wasm`, as the Makefile builds it.
 pub fn sample_wasm(name: &str) -> PathBuf {
-    let dir = repo_root().join("target/wasm32-wasip1/release");
     let path = if name == "c-hello" {
         repo_root().join("target/wasm/c-hello.wasm")
+    } else if COMPONENT_APPS.contains(&name) {
+        repo_root().join(format!("target/wasm32-wasip2/release/{name}.wasm"))
     } else {
-        dir.join(format!("{name}.wasm"))
+        repo_root().join(format!("target/wasm32-wasip1/release/{name}.wasm"))
     };
     assert!(
         path.is_file(),
@@ -412,10 +416,18 @@ pub struct Lines {
 impl Lines {
     /// Takes `child`'s piped stdout.
     pub fn of(child: &mut Child) -> Self {
-        let stdout = child.stdout.take().expect("stdout piped");
+        Self::read(child.stdout.take().expect("stdout piped"))
+    }
+
+    /// Takes `child`'s piped stderr.
+    pub fn of_stderr(child: &mut Child) -> Self {
+        Self::read(child.stderr.take().expect("stderr piped"))
+    }
+
+    fn read(pipe: impl std::io::Read + Send + 'static) -> Self {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            for l in BufReader::new(stdout).lines() {
+            for l in BufReader::new(pipe).lines() {
                 let Ok(l) = l else { break };
                 if tx.send(l).is_err() {
                     break;
@@ -449,6 +461,17 @@ impl Lines {
             }
         }
     }
+}
+
+/// `curl ARGS` run inside the network namespace of process `pid` (a
+/// task's), at most 20 s, as a user would check a server in a container.
+pub fn curl_in_netns(pid: u32, args: &[&str]) -> Output {
+    let mut cmd = Command::new("nsenter");
+    cmd.arg(format!("--net=/proc/{pid}/ns/net"))
+        .args(["curl", "-sS", "--max-time", "20"])
+        .args(args)
+        .stdin(Stdio::null());
+    output_with_timeout(cmd, Duration::from_secs(30))
 }
 
 /// Panics with stdout and stderr unless `out` succeeded.

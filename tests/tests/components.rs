@@ -1,0 +1,261 @@
+//! Components (WASI 0.2) through `ctr run`: a `wasi:cli/run` command gets
+//! its args, env, preopens and exit code; a wasi:http component is served
+//! in the container's network namespace over HTTP/1.1 and h2c, makes
+//! outgoing requests, logs to the container's stdout, and drains on
+//! SIGTERM; its listen address can be set, and a bad one is refused.
+
+use std::process::Child;
+use std::time::Duration;
+
+use wasmbox_tests::*;
+
+#[test]
+fn a_command_component_gets_args_env_preopens_and_its_exit_code() {
+    let cd = Containerd::start();
+    let rootfs = rootfs_with(&[
+        ("/app.wasm", &read_sample("cli-p2")),
+        ("/data.txt", b"component data\n"),
+    ]);
+    let root = rootfs.path().to_str().expect("utf-8 path");
+    let out = cd.ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        "--env",
+        "COLOR=blue",
+        "--rootfs",
+        root,
+        "p2-cli",
+        "/app.wasm",
+        "read",
+        "/data.txt",
+        "write",
+        "/out.txt",
+        "written by a component",
+        "exit",
+        "42",
+    ]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(42), "{text}\n{}", stderr(&out));
+    assert!(text.contains("Hello from a wasmbox component!"), "{text}");
+    assert!(
+        text.contains(r#"args: ["/app.wasm", "read", "/data.txt", "write", "/out.txt", "written by a component", "exit", "42"]"#),
+        "{text}"
+    );
+    assert!(text.contains("env: COLOR=blue"), "{text}");
+    assert!(text.contains("read /data.txt: component data"), "{text}");
+    assert!(text.contains("write /out.txt: ok"), "{text}");
+    assert_eq!(
+        std::fs::read_to_string(rootfs.path().join("out.txt")).expect("out.txt written"),
+        "written by a component"
+    );
+
+    // From an image, with no args: it greets and exits 0; the log shows the
+    // runner saw a command component.
+    cd.import_wasm_image(&sample_wasm("cli-p2"), "docker.io/wasmbox/cli-p2:test", &[]);
+    let out = cd.ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        "docker.io/wasmbox/cli-p2:test",
+        "p2-image",
+    ]);
+    assert_success(&out, "ctr run cli-p2 image");
+    assert!(
+        stdout(&out).contains(r#"args: ["/app.wasm"]"#),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        cd.log().contains("kind=command-component"),
+        "no component in the log"
+    );
+    cd.assert_nothing_left();
+}
+
+/// Starts `http-hello` from an image under `ctr run` and waits (at most
+/// 60 s) for the runner's "serving" line; returns the run, its stdout
+/// lines and the task's pid.
+fn serve(cd: &Containerd, id: &str, extra: &[&str], addr: &str) -> (Child, Lines, u32) {
+    let mut args = vec!["run", "--rm", "--runtime", RUNTIME];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["docker.io/wasmbox/http-hello:test", id]);
+    let mut run = cd.spawn_ctr(&args);
+    let logs = Lines::of(&mut run);
+    let serving = format!("wasmbox: serving /app.wasm (wasi:http) on http://{addr}/");
+    Lines::of_stderr(&mut run).wait_for(|l| l == serving, Duration::from_secs(60));
+    let pid = cd.task_pid(id);
+    (run, logs, pid)
+}
+
+#[test]
+fn a_wasi_http_component_is_served_and_drains_on_sigterm() {
+    let cd = Containerd::start();
+    cd.import_wasm_image(
+        &sample_wasm("http-hello"),
+        "docker.io/wasmbox/http-hello:test",
+        &[],
+    );
+    // ctr gives the container a network namespace of its own (only `lo`):
+    // the server is reachable there, through the task's namespace.
+    let (mut run, mut logs, pid) = serve(&cd, "web", &[], "0.0.0.0:8080");
+
+    let out = curl_in_netns(pid, &["-i", "http://127.0.0.1:8080/"]);
+    assert_success(&out, "curl over HTTP/1.1");
+    let text = stdout(&out);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        text.ends_with("Hello from a wasmbox wasi:http component!\n"),
+        "{text}"
+    );
+
+    let out = curl_in_netns(
+        pid,
+        &["-i", "--http2-prior-knowledge", "http://127.0.0.1:8080/"],
+    );
+    assert_success(&out, "curl over h2c");
+    let text = stdout(&out);
+    assert!(text.starts_with("HTTP/2 200"), "{text}");
+    assert!(
+        text.ends_with("Hello from a wasmbox wasi:http component!\n"),
+        "{text}"
+    );
+
+    let out = curl_in_netns(pid, &["-i", "http://127.0.0.1:8080/nothing-here"]);
+    assert!(stdout(&out).starts_with("HTTP/1.1 404"), "{}", stdout(&out));
+
+    // An outgoing request (wasi:http/outgoing-handler), to the server itself.
+    let out = curl_in_netns(
+        pid,
+        &["http://127.0.0.1:8080/fetch?url=http%3A%2F%2F127.0.0.1:8080%2F"],
+    );
+    assert_success(&out, "curl /fetch");
+    assert_eq!(
+        stdout(&out),
+        "fetched http://127.0.0.1:8080/: 200 (42 bytes)\n"
+    );
+
+    // The guest's prints are the container's stdout, one line per request.
+    logs.wait_for(
+        |l| l.starts_with("http-hello: GET http://127.0.0.1:8080/nothing-here"),
+        Duration::from_secs(10),
+    );
+
+    // SIGTERM while a request is in flight: it is answered, new connections
+    // are refused, and the task exits 0.
+    let mut slow = std::process::Command::new("nsenter")
+        .arg(format!("--net=/proc/{pid}/ns/net"))
+        .args([
+            "curl",
+            "-sS",
+            "--max-time",
+            "20",
+            "http://127.0.0.1:8080/slow?ms=1500",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn curl");
+    logs.wait_for(|l| l.contains("/slow?ms=1500"), Duration::from_secs(10));
+    assert_success(&cd.ctr(&["task", "kill", "web"]), "SIGTERM");
+    let slow = wait_output_of(&mut slow);
+    assert_success(&slow, "the request in flight");
+    assert_eq!(stdout(&slow), "slept 1500 ms\n");
+    let status = wait_with_timeout(&mut run, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "a drained server exits 0");
+    cd.assert_nothing_left();
+}
+
+fn wait_output_of(child: &mut Child) -> std::process::Output {
+    let status = wait_with_timeout(child, Duration::from_secs(30));
+    let mut stdout = Vec::new();
+    let mut stderr = Vec::new();
+    use std::io::Read;
+    if let Some(mut out) = child.stdout.take() {
+        let _ = out.read_to_end(&mut stdout);
+    }
+    if let Some(mut err) = child.stderr.take() {
+        let _ = err.read_to_end(&mut stderr);
+    }
+    std::process::Output {
+        status,
+        stdout,
+        stderr,
+    }
+}
+
+#[test]
+fn the_listen_address_comes_from_env_or_annotation_and_bad_ones_are_refused() {
+    let cd = Containerd::start();
+    cd.import_wasm_image(
+        &sample_wasm("http-hello"),
+        "docker.io/wasmbox/http-hello:test",
+        &[],
+    );
+
+    let (mut run, _, pid) = serve(
+        &cd,
+        "by-env",
+        &["--env", "WASMBOX_HTTP_ADDR=127.0.0.1:9000"],
+        "127.0.0.1:9000",
+    );
+    let out = curl_in_netns(pid, &["http://127.0.0.1:9000/"]);
+    assert_success(&out, "curl on the env's address");
+    assert_eq!(cd.kill_and_wait(&mut run, "by-env").code(), Some(137));
+
+    let (mut run, _, pid) = serve(
+        &cd,
+        "by-annotation",
+        &["--annotation", "wasmbox.io/http-addr=127.0.0.1:9001"],
+        "127.0.0.1:9001",
+    );
+    let out = curl_in_netns(pid, &["http://127.0.0.1:9001/"]);
+    assert_success(&out, "curl on the annotation's address");
+    assert_eq!(
+        cd.kill_and_wait(&mut run, "by-annotation").code(),
+        Some(137)
+    );
+
+    let out = cd.ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        "--env",
+        "WASMBOX_HTTP_ADDR=localhost",
+        "docker.io/wasmbox/http-hello:test",
+        "bad-addr",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out)
+            .contains(r#"process.env WASMBOX_HTTP_ADDR "localhost" is not a listen address"#),
+        "{}",
+        stderr(&out)
+    );
+
+    // A port that is taken fails the create call, naming the address.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let env = format!("WASMBOX_HTTP_ADDR={addr}");
+    let out = cd.ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        "--net-host",
+        "--env",
+        &env,
+        "docker.io/wasmbox/http-hello:test",
+        "taken",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(&format!("/app.wasm is a wasi:http component, and it cannot listen on {addr}: Address already in use")),
+        "{}",
+        stderr(&out)
+    );
+    cd.assert_nothing_left();
+}

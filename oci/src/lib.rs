@@ -19,12 +19,39 @@ pub mod rootfs;
 pub mod wasm;
 
 pub use plan::{
-    load_spec, plan_from_bundle, plan_from_spec, Preopen, RlimitPlan, RunPlan, SkippedMount,
-    UserPlan, DEFAULT_ENTRY, DEFAULT_HTTP_ADDR, HTTP_ADDR_ANNOTATION, HTTP_ADDR_ENV,
+    load_spec, plan_for_layer, plan_from_bundle, plan_from_spec, LayerModule, Preopen, RlimitPlan,
+    RunPlan, SkippedMount, UserPlan, DEFAULT_ENTRY, DEFAULT_HTTP_ADDR, HTTP_ADDR_ANNOTATION,
+    HTTP_ADDR_ENV,
 };
 pub use wasm::{detect_wasm, WasmKind};
 
 use std::path::PathBuf;
+
+/// Where the node-wide cache lives unless `WASMBOX_CACHE_DIR` says
+/// otherwise: compiled modules (written by the runner) and wasm layers
+/// fetched from containerd's content store (written by the shim).
+pub const DEFAULT_CACHE_DIR: &str = "/var/lib/wasmbox/cache";
+/// The environment variable that moves the cache.
+pub const CACHE_DIR_ENV: &str = "WASMBOX_CACHE_DIR";
+
+/// The cache directory: `$WASMBOX_CACHE_DIR`, or [`DEFAULT_CACHE_DIR`].
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os(CACHE_DIR_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CACHE_DIR))
+}
+
+impl PlanError {
+    /// Whether the entrypoint is simply not in the rootfs (no args, or no
+    /// such file): the container may then be a wasm OCI artifact, whose
+    /// wasm is a layer of its image.
+    pub fn entrypoint_not_in_rootfs(&self) -> bool {
+        matches!(
+            self,
+            PlanError::NoArgs | PlanError::EntrypointMissing { .. }
+        )
+    }
+}
 
 /// Why a bundle cannot be turned into a runnable plan.
 #[derive(Debug, thiserror::Error)]

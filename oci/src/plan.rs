@@ -108,15 +108,35 @@ pub fn plan_from_bundle(bundle: &Path) -> Result<RunPlan, PlanError> {
 /// WebAssembly; whether it is a *valid* module with the wanted export is for
 /// the runner to say, since only wasmtime can tell.
 pub fn plan_from_spec(spec: &Spec, bundle: &Path) -> Result<RunPlan, PlanError> {
+    plan(spec, bundle, None)
+}
+
+/// The wasm of a container whose image carries it as a layer (a wasm OCI
+/// artifact) rather than as a file of its rootfs.
+#[derive(Debug, Clone, Copy)]
+pub struct LayerModule<'a> {
+    /// Where the layer's bytes are on the node.
+    pub host_path: &'a Path,
+    /// The image's name, which names the module in messages.
+    pub image: &'a str,
+}
+
+/// Maps a spec onto a plan that runs `layer`. `process.args` are the
+/// guest's whole argv (the image's name when there are none).
+pub fn plan_for_layer(
+    spec: &Spec,
+    bundle: &Path,
+    layer: LayerModule<'_>,
+) -> Result<RunPlan, PlanError> {
+    plan(spec, bundle, Some(layer))
+}
+
+fn plan(spec: &Spec, bundle: &Path, layer: Option<LayerModule<'_>>) -> Result<RunPlan, PlanError> {
     let process = spec.process().as_ref().ok_or(PlanError::NoProcess)?;
     if process.terminal().unwrap_or(false) {
         return Err(PlanError::TerminalUnsupported);
     }
-    let args = process
-        .args()
-        .as_ref()
-        .filter(|a| !a.is_empty())
-        .ok_or(PlanError::NoArgs)?;
+    let args = process.args().as_deref().unwrap_or_default();
     let root = spec.root().as_ref().ok_or(PlanError::NoRoot)?;
     let rootfs = if root.path().is_absolute() {
         root.path().clone()
@@ -124,8 +144,30 @@ pub fn plan_from_spec(spec: &Spec, bundle: &Path) -> Result<RunPlan, PlanError> 
         bundle.join(root.path())
     };
 
-    let (module_guest_path, entry) = split_entry(&args[0])?;
-    let module_host_path = locate_entrypoint(&rootfs, &module_guest_path)?;
+    let (module_guest_path, module_host_path, entry, wasi_args) = match layer {
+        None => {
+            let first = args.first().ok_or(PlanError::NoArgs)?;
+            let (guest_path, entry) = split_entry(first)?;
+            let host_path = locate_entrypoint(&rootfs, &guest_path)?;
+            let mut wasi_args = Vec::with_capacity(args.len());
+            wasi_args.push(guest_path.clone());
+            wasi_args.extend(args[1..].iter().cloned());
+            (guest_path, host_path, entry, wasi_args)
+        }
+        Some(layer) => {
+            let wasi_args = if args.is_empty() {
+                vec![layer.image.to_string()]
+            } else {
+                args.to_vec()
+            };
+            (
+                layer.image.to_string(),
+                layer.host_path.to_path_buf(),
+                DEFAULT_ENTRY.to_string(),
+                wasi_args,
+            )
+        }
+    };
     let kind = match detect_wasm(&module_host_path) {
         Ok(Ok(kind)) => kind,
         Ok(Err(what)) => {
@@ -146,14 +188,10 @@ pub fn plan_from_spec(spec: &Spec, bundle: &Path) -> Result<RunPlan, PlanError> 
 
     if kind == WasmKind::Component && entry != DEFAULT_ENTRY {
         return Err(PlanError::EntryOnComponent {
-            arg: args[0].clone(),
+            arg: args.first().cloned().unwrap_or_default(),
             entry,
         });
     }
-
-    let mut wasi_args = Vec::with_capacity(args.len());
-    wasi_args.push(module_guest_path.clone());
-    wasi_args.extend(args[1..].iter().cloned());
 
     let env = process
         .env()

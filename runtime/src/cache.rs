@@ -19,7 +19,9 @@
 //!   compile it once and the others load the result.
 //! - **Bounded.** After a store, the oldest entries (by last use; a hit
 //!   refreshes the entry's mtime) are evicted until the cache is under its
-//!   size limit, `WASMBOX_CACHE_MAX_BYTES` (default 2 GiB).
+//!   size limit, `WASMBOX_CACHE_MAX_BYTES` (default 2 GiB). The wasm layers
+//!   of OCI artifacts, which the shim keeps here as `<sha256>.wasm`, count
+//!   and are evicted the same way (the shim fetches one again when needed).
 
 use std::fs::File;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -33,16 +35,16 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::{Engine, Module};
 
-/// Where the cache lives unless `WASMBOX_CACHE_DIR` says otherwise.
-pub const DEFAULT_CACHE_DIR: &str = "/var/lib/wasmbox/cache";
-/// The environment variable that moves the cache.
-pub const CACHE_DIR_ENV: &str = "WASMBOX_CACHE_DIR";
 /// The environment variable that bounds the cache's size, in bytes.
 pub const CACHE_MAX_ENV: &str = "WASMBOX_CACHE_MAX_BYTES";
 /// The default bound: 2 GiB.
 pub const DEFAULT_CACHE_MAX_BYTES: u64 = 2 << 30;
 
 const ENTRY_EXT: &str = "cwasm";
+/// Wasm layers the shim fetched from containerd's content store
+/// (`<sha256>.wasm`) live in the same directory and count against the
+/// same bound.
+const LAYER_EXT: &str = "wasm";
 
 /// How a module was obtained, for the debug log and the tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,9 +125,7 @@ impl ModuleCache {
     /// The cache named by `WASMBOX_CACHE_DIR` and `WASMBOX_CACHE_MAX_BYTES`,
     /// or the defaults.
     pub fn from_env() -> Self {
-        let dir = std::env::var_os(CACHE_DIR_ENV)
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_CACHE_DIR));
+        let dir = wasmbox_oci::cache_dir();
         let max_bytes = std::env::var(CACHE_MAX_ENV)
             .ok()
             .and_then(|v| v.parse().ok())
@@ -284,7 +284,11 @@ impl ModuleCache {
         };
         let mut entries: Vec<(SystemTime, u64, PathBuf)> = dir
             .flatten()
-            .filter(|e| e.path().extension().is_some_and(|x| x == ENTRY_EXT))
+            .filter(|e| {
+                e.path()
+                    .extension()
+                    .is_some_and(|x| x == ENTRY_EXT || x == LAYER_EXT)
+            })
             .filter_map(|e| {
                 let meta = e.metadata().ok()?;
                 Some((meta.modified().ok()?, meta.len(), e.path()))

@@ -153,7 +153,7 @@ impl ContainerCgroup {
 /// Start.
 pub enum CgroupSlot {
     Confining(JoinHandle<(ContainerCgroup, Result<(), String>)>),
-    Ready(ContainerCgroup),
+    Ready(Box<ContainerCgroup>),
     /// The move failed and the cgroup was removed; the message says why.
     Failed(String),
 }
@@ -171,7 +171,7 @@ impl CgroupSlot {
     pub async fn get(&mut self) -> Result<&mut ContainerCgroup, String> {
         if let CgroupSlot::Confining(confining) = self {
             *self = match confining.await {
-                Ok((cgroup, Ok(()))) => CgroupSlot::Ready(cgroup),
+                Ok((cgroup, Ok(()))) => CgroupSlot::Ready(Box::new(cgroup)),
                 Ok((_, Err(e))) => CgroupSlot::Failed(e),
                 Err(e) => CgroupSlot::Failed(format!("the cgroup set-up task failed: {e}")),
             };

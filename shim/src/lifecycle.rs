@@ -30,6 +30,8 @@ const SANDBOX_ID_ANNOTATION: &str = "io.kubernetes.cri.sandbox-id";
 
 pub struct WasmboxShim {
     namespace: String,
+    /// containerd's gRPC address, for the wasm layers of OCI artifacts.
+    containerd_address: String,
     exit_signal: Arc<ExitSignal>,
 }
 
@@ -40,6 +42,7 @@ impl Shim for WasmboxShim {
     async fn new(_runtime_id: &str, args: &Flags, _config: &mut Config) -> Self {
         Self {
             namespace: args.namespace.clone(),
+            containerd_address: args.address.clone(),
             exit_signal: Arc::new(ExitSignal::default()),
         }
     }
@@ -91,7 +94,13 @@ impl Shim for WasmboxShim {
     }
 
     async fn create_task_service(&self, publisher: RemotePublisher) -> Self::T {
-        TaskService::new(&self.namespace, publisher, self.exit_signal.clone()).await
+        TaskService::new(
+            &self.namespace,
+            &self.containerd_address,
+            publisher,
+            self.exit_signal.clone(),
+        )
+        .await
     }
 }
 

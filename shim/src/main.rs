@@ -8,6 +8,7 @@
 //! the Task API, and [`runner`] starts the per-container `wasmbox-runner`
 //! processes that actually run wasm.
 
+mod artifact;
 mod cgroup;
 mod exits;
 mod lifecycle;

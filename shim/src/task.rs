@@ -36,6 +36,7 @@ use nix::unistd::Pid;
 use tokio::sync::Mutex;
 use wasmbox_oci::protocol::{read_notice, OOM_NOTICE};
 
+use crate::artifact::ContainerdApi;
 use crate::cgroup::{CgroupSlot, ContainerCgroup};
 use crate::exits::{ExitInfo, ExitReceiver, ExitRegistry};
 use crate::namespaces::NamespacePlan;
@@ -82,6 +83,7 @@ pub struct TaskService {
 
 struct Inner {
     namespace: String,
+    containerd_address: String,
     containers: Mutex<HashMap<String, Container>>,
     exits: ExitRegistry,
     publisher: RemotePublisher,
@@ -91,12 +93,14 @@ struct Inner {
 impl TaskService {
     pub async fn new(
         namespace: &str,
+        containerd_address: &str,
         publisher: RemotePublisher,
         exit_signal: Arc<ExitSignal>,
     ) -> Self {
         let service = Self {
             inner: Arc::new(Inner {
                 namespace: namespace.to_string(),
+                containerd_address: containerd_address.to_string(),
                 containers: Mutex::new(HashMap::new()),
                 exits: ExitRegistry::default(),
                 publisher,
@@ -180,6 +184,42 @@ impl TaskService {
                 }
             }
         });
+    }
+}
+
+impl TaskService {
+    /// The plan for a container whose entrypoint is not in its rootfs: its
+    /// image may be a wasm OCI artifact. If it has no wasm layer either, the
+    /// error is the rootfs one, `not_in_rootfs`.
+    async fn plan_for_wasm_layer(
+        &self,
+        id: &str,
+        spec: &oci_spec::runtime::Spec,
+        bundle: &std::path::Path,
+        not_in_rootfs: wasmbox_oci::PlanError,
+    ) -> Result<wasmbox_oci::RunPlan, String> {
+        let api = ContainerdApi::connect(&self.inner.containerd_address, &self.inner.namespace)
+            .await
+            .map_err(|e| format!("{not_in_rootfs} (and its image cannot be read: {e})"))?;
+        let layer = api
+            .wasm_layer(id, &wasmbox_oci::cache_dir())
+            .await
+            .map_err(|e| format!("{not_in_rootfs} (and its image cannot be used: {e})"))?
+            .ok_or_else(|| not_in_rootfs.to_string())?;
+        log::info!(
+            "container {id}: runs wasm layer {} of image {}",
+            layer.digest,
+            layer.image
+        );
+        wasmbox_oci::plan_for_layer(
+            spec,
+            bundle,
+            wasmbox_oci::LayerModule {
+                host_path: &layer.path,
+                image: &layer.image,
+            },
+        )
+        .map_err(|e| e.to_string())
     }
 }
 
@@ -284,8 +324,14 @@ impl Task for TaskService {
 
         let spec = wasmbox_oci::load_spec(&bundle)
             .map_err(|e| cleanup(error(Code::INVALID_ARGUMENT, e)))?;
-        let plan = wasmbox_oci::plan_from_spec(&spec, &bundle)
-            .map_err(|e| cleanup(error(Code::INVALID_ARGUMENT, e)))?;
+        let plan = match wasmbox_oci::plan_from_spec(&spec, &bundle) {
+            Ok(plan) => plan,
+            Err(e) if e.entrypoint_not_in_rootfs() => self
+                .plan_for_wasm_layer(&id, &spec, &bundle, e)
+                .await
+                .map_err(|e| cleanup(error(Code::INVALID_ARGUMENT, e)))?,
+            Err(e) => return Err(cleanup(error(Code::INVALID_ARGUMENT, e))),
+        };
         for skipped in &plan.skipped_mounts {
             log::info!(
                 "container {id}: mount at {} ({}) skipped on purpose: {}",

@@ -9,6 +9,8 @@
 //! Tests drive it with the matching `ctr`, as a user would, and can ask
 //! which wasmbox processes and mounts of this containerd are still around.
 
+pub mod api;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};

@@ -7,7 +7,17 @@
 //! ```
 //!
 //! The image has one layer, a tar holding the module at the entrypoint path,
-//! and its platform is `wasi/wasm`. Import it with
+//! and its platform is `wasi/wasm`. With `--artifact KIND` it is a wasm OCI
+//! artifact instead: one layer that *is* the `.wasm`, of media type
+//! `application/vnd.wasm.content.layer.v1+wasm` (KIND `wasm`, the CNCF
+//! format), `application/vnd.bytecodealliance.wasm.component.layer.v0+wasm`
+//! (`component`) or `application/wasm` (`application-wasm`), and a config of
+//! type `application/vnd.wasm.config.v0+json`. No rootfs at all.
+//!
+//! `ctr run IMAGE` refuses that config type on the client side ("unknown
+//! image config media type"); CRI and the containerd API take it. For `ctr`,
+//! `--artifact-config oci` writes a plain OCI image config (env and args,
+//! no rootfs layers) next to the same wasm layer, as runwasi's images do. Import it with
 //! `ctr images import --all-platforms hello.tar`: containerd filters out
 //! platforms other than the host's unless told otherwise.
 
@@ -23,7 +33,8 @@ use oci_spec::image::{
 use sha2::{Digest as _, Sha256};
 
 const USAGE: &str = "usage: wasmbox-image --wasm FILE --name REF --output TAR \
-[--entrypoint /app.wasm] [--env NAME=value]... [--arg ARG]... [--platform OS/ARCH]";
+[--entrypoint /app.wasm] [--env NAME=value]... [--arg ARG]... [--platform OS/ARCH] \
+[--artifact wasm|component|application-wasm [--artifact-config wasm|oci]]";
 
 struct Options {
     wasm: PathBuf,
@@ -35,7 +46,23 @@ struct Options {
     /// `wasi/wasm` unless told otherwise; `linux/amd64` packs a native
     /// static binary instead (the benchmark's runc baseline).
     platform: (String, String),
+    /// Pack as a wasm OCI artifact, with this layer media type.
+    artifact: Option<&'static str>,
+    /// The artifact's config: the CNCF wasm config, or an OCI image config.
+    oci_config: bool,
 }
+
+/// The layer media types of wasm OCI artifacts, by `--artifact` KIND.
+const ARTIFACT_LAYERS: [(&str, &str); 3] = [
+    ("wasm", "application/vnd.wasm.content.layer.v1+wasm"),
+    (
+        "component",
+        "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm",
+    ),
+    ("application-wasm", "application/wasm"),
+];
+/// The config media type of a wasm OCI artifact.
+const ARTIFACT_CONFIG: &str = "application/vnd.wasm.config.v0+json";
 
 fn parse_args() -> Result<Options> {
     let mut wasm = None;
@@ -45,6 +72,8 @@ fn parse_args() -> Result<Options> {
     let mut env = Vec::new();
     let mut args = Vec::new();
     let mut platform = ("wasi".to_string(), "wasm".to_string());
+    let mut artifact = None;
+    let mut oci_config = false;
     let mut argv = std::env::args().skip(1);
     while let Some(flag) = argv.next() {
         if flag == "-h" || flag == "--help" {
@@ -72,6 +101,22 @@ fn parse_args() -> Result<Options> {
                     .with_context(|| format!("--platform {value:?} must be OS/ARCH"))?;
                 platform = (os.to_string(), arch.to_string());
             }
+            "--artifact" => {
+                let (_, media_type) = ARTIFACT_LAYERS
+                    .iter()
+                    .find(|(kind, _)| *kind == value)
+                    .with_context(|| {
+                        format!("--artifact {value:?} must be wasm, component or application-wasm")
+                    })?;
+                artifact = Some(*media_type);
+            }
+            "--artifact-config" => {
+                oci_config = match value.as_str() {
+                    "wasm" => false,
+                    "oci" => true,
+                    _ => bail!("--artifact-config {value:?} must be wasm or oci"),
+                }
+            }
             other => bail!("unknown argument {other:?}\n{USAGE}"),
         }
     }
@@ -86,6 +131,8 @@ fn parse_args() -> Result<Options> {
         env,
         args,
         platform,
+        artifact,
+        oci_config,
     })
 }
 
@@ -137,29 +184,10 @@ fn main() -> Result<()> {
     let os = Os::from(options.platform.0.as_str());
     let arch = Arch::from(options.platform.1.as_str());
 
-    let layer = blob(
-        MediaType::ImageLayer,
-        layer_tar(&wasm, &options.entrypoint)?,
-    )?;
-    let config = ImageConfigurationBuilder::default()
-        .os(os.clone())
-        .architecture(arch.clone())
-        .config(
-            ConfigBuilder::default()
-                .entrypoint(vec![options.entrypoint.clone()])
-                .cmd(options.args.clone())
-                .env(options.env.clone())
-                .working_dir("/".to_string())
-                .build()?,
-        )
-        .rootfs(
-            RootFsBuilder::default()
-                .typ("layers".to_string())
-                .diff_ids(vec![layer.descriptor.digest().to_string()])
-                .build()?,
-        )
-        .build()?;
-    let config = blob(MediaType::ImageConfig, serde_json::to_vec(&config)?)?;
+    let (layer, config) = match options.artifact {
+        Some(media_type) => artifact_blobs(&wasm, media_type, &options, os.clone(), arch.clone())?,
+        None => image_blobs(&wasm, &options, os.clone(), arch.clone())?,
+    };
     let manifest = ImageManifestBuilder::default()
         .schema_version(2u32)
         .media_type(MediaType::ImageManifest)
@@ -227,4 +255,84 @@ fn main() -> Result<()> {
         options.platform.1
     );
     Ok(())
+}
+
+/// A classic image: a tar layer holding the module, and an image config
+/// whose entrypoint names it.
+fn image_blobs(wasm: &[u8], options: &Options, os: Os, arch: Arch) -> Result<(Blob, Blob)> {
+    let layer = blob(MediaType::ImageLayer, layer_tar(wasm, &options.entrypoint)?)?;
+    let config = ImageConfigurationBuilder::default()
+        .os(os)
+        .architecture(arch)
+        .config(
+            ConfigBuilder::default()
+                .entrypoint(vec![options.entrypoint.clone()])
+                .cmd(options.args.clone())
+                .env(options.env.clone())
+                .working_dir("/".to_string())
+                .build()?,
+        )
+        .rootfs(
+            RootFsBuilder::default()
+                .typ("layers".to_string())
+                .diff_ids(vec![layer.descriptor.digest().to_string()])
+                .build()?,
+        )
+        .build()?;
+    let config = blob(MediaType::ImageConfig, serde_json::to_vec(&config)?)?;
+    Ok((layer, config))
+}
+
+/// A wasm OCI artifact: the layer is the `.wasm` itself, and the config is
+/// the CNCF wasm config (`application/vnd.wasm.config.v0+json`).
+/// With `oci_config`, the config is an OCI image config with no rootfs
+/// layers instead.
+fn artifact_blobs(
+    wasm: &[u8],
+    layer_media_type: &str,
+    options: &Options,
+    os: Os,
+    arch: Arch,
+) -> Result<(Blob, Blob)> {
+    let layer = blob(
+        MediaType::Other(layer_media_type.to_string()),
+        wasm.to_vec(),
+    )?;
+    if options.oci_config {
+        let config = ImageConfigurationBuilder::default()
+            .os(os)
+            .architecture(arch)
+            .config(
+                ConfigBuilder::default()
+                    .cmd(options.args.clone())
+                    .env(options.env.clone())
+                    .build()?,
+            )
+            .rootfs(
+                RootFsBuilder::default()
+                    .typ("layers".to_string())
+                    .diff_ids(Vec::<String>::new())
+                    .build()?,
+            )
+            .build()?;
+        let config = blob(MediaType::ImageConfig, serde_json::to_vec(&config)?)?;
+        return Ok((layer, config));
+    }
+    // Byte 4 of a component is 0x0d (its version); a core module's is 1.
+    let os = if wasm.get(4) == Some(&0x0d) {
+        "wasip2"
+    } else {
+        "wasip1"
+    };
+    let config = serde_json::json!({
+        "created": "1970-01-01T00:00:00Z",
+        "architecture": "wasm",
+        "os": os,
+        "layerDigests": [layer.descriptor.digest().to_string()],
+    });
+    let config = blob(
+        MediaType::Other(ARTIFACT_CONFIG.to_string()),
+        serde_json::to_vec(&config)?,
+    )?;
+    Ok((layer, config))
 }

@@ -1,0 +1,282 @@
+//! Wasm OCI artifacts: images whose layer *is* the `.wasm`, with no rootfs
+//! tar at all.
+//!
+//! The layer media types are `application/vnd.wasm.content.layer.v1+wasm`
+//! (the CNCF wasm OCI artifact format, whose config is
+//! `application/vnd.wasm.config.v0+json`),
+//! `application/vnd.bytecodealliance.wasm.component.layer.v0+wasm` and
+//! `application/wasm`. containerd does not unpack such layers, so the
+//! container's rootfs is empty; the shim asks containerd (its gRPC API:
+//! container → image → index → manifest → layer) for the wasm and keeps it
+//! in the node cache as `<sha256>.wasm`, where the next start of the same
+//! image finds it without reading the content store again. The runner then
+//! compiles it, or maps it from the compiled cache, like any module.
+//!
+//! This is only asked when the container's entrypoint is not a file of its
+//! rootfs, so classic images never pay for the round trips.
+
+use std::io::Write;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+use containerd_client::services::v1::containers_client::ContainersClient;
+use containerd_client::services::v1::content_client::ContentClient;
+use containerd_client::services::v1::images_client::ImagesClient;
+use containerd_client::services::v1::{GetContainerRequest, GetImageRequest, ReadContentRequest};
+use containerd_client::tonic::metadata::{Ascii, MetadataValue};
+use containerd_client::tonic::transport::Channel;
+use containerd_client::tonic::Request;
+use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
+use sha2::{Digest, Sha256};
+
+/// The layer media types that carry a `.wasm` directly.
+pub const WASM_LAYER_MEDIA_TYPES: [&str; 3] = [
+    "application/vnd.wasm.content.layer.v1+wasm",
+    "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm",
+    "application/wasm",
+];
+
+/// Indexes and manifests larger than this are refused as corrupt.
+const MAX_MANIFEST_BYTES: usize = 4 << 20;
+
+/// The wasm layer of a container's image, stored on the node.
+pub struct WasmLayer {
+    /// The image's name, e.g. `docker.io/library/app:1`.
+    pub image: String,
+    /// The layer's digest, `sha256:…`.
+    pub digest: String,
+    /// Where the layer's bytes are.
+    pub path: PathBuf,
+}
+
+/// A connection to containerd's API, in one namespace.
+pub struct ContainerdApi {
+    channel: Channel,
+    namespace: MetadataValue<Ascii>,
+}
+
+impl ContainerdApi {
+    pub async fn connect(address: &str, namespace: &str) -> Result<Self, String> {
+        let namespace = namespace
+            .parse()
+            .map_err(|e| format!("namespace {namespace:?} is not valid in a request: {e}"))?;
+        let channel = containerd_client::connect(address)
+            .await
+            .map_err(|e| format!("cannot connect to containerd at {address}: {e}"))?;
+        Ok(Self { channel, namespace })
+    }
+
+    fn request<T>(&self, message: T) -> Request<T> {
+        let mut request = Request::new(message);
+        request
+            .metadata_mut()
+            .insert("containerd-namespace", self.namespace.clone());
+        request
+    }
+
+    /// The wasm layer of container `id`'s image, fetched into `store` if it
+    /// is not there yet; `None` if the image has no wasm layer.
+    pub async fn wasm_layer(&self, id: &str, store: &Path) -> Result<Option<WasmLayer>, String> {
+        let container = ContainersClient::new(self.channel.clone())
+            .get(self.request(GetContainerRequest { id: id.to_string() }))
+            .await
+            .map_err(|e| format!("cannot look up container {id}: {}", e.message()))?
+            .into_inner()
+            .container
+            .ok_or_else(|| format!("containerd returned no container {id}"))?;
+        if container.image.is_empty() {
+            return Ok(None);
+        }
+        let image = container.image;
+        let target = ImagesClient::new(self.channel.clone())
+            .get(self.request(GetImageRequest {
+                name: image.clone(),
+            }))
+            .await
+            .map_err(|e| format!("cannot look up image {image}: {}", e.message()))?
+            .into_inner()
+            .image
+            .and_then(|i| i.target)
+            .ok_or_else(|| format!("image {image} has no target"))?;
+
+        let manifest_digest = if is_index(&target.media_type) {
+            let index: ImageIndex = self.read_json(&target.digest, &image).await?;
+            pick_manifest(index.manifests())
+                .ok_or_else(|| format!("image {image}: its index lists no manifest"))?
+                .digest()
+                .to_string()
+        } else {
+            target.digest.clone()
+        };
+        let manifest: ImageManifest = self.read_json(&manifest_digest, &image).await?;
+        let mut wasm_layers = manifest
+            .layers()
+            .iter()
+            .filter(|l| WASM_LAYER_MEDIA_TYPES.contains(&l.media_type().to_string().as_str()));
+        let Some(layer) = wasm_layers.next() else {
+            return Ok(None);
+        };
+        if wasm_layers.next().is_some() {
+            return Err(format!(
+                "image {image} has more than one wasm layer; wasmbox runs images with one"
+            ));
+        }
+        let digest = layer.digest().to_string();
+        let hex = layer.digest().digest().to_string();
+        let path = store.join(format!("{hex}.wasm"));
+        if path.is_file() {
+            // Last use, for the cache's eviction.
+            if let Ok(file) = std::fs::File::options().append(true).open(&path) {
+                let _ = file.set_modified(std::time::SystemTime::now());
+            }
+        } else {
+            self.fetch_layer(&digest, &hex, store, &path)
+                .await
+                .map_err(|e| format!("image {image}: cannot fetch wasm layer {digest}: {e}"))?;
+        }
+        Ok(Some(WasmLayer {
+            image,
+            digest,
+            path,
+        }))
+    }
+
+    /// Reads a small JSON blob (index or manifest) from the content store.
+    async fn read_json<T: serde::de::DeserializeOwned>(
+        &self,
+        digest: &str,
+        image: &str,
+    ) -> Result<T, String> {
+        let mut bytes = Vec::new();
+        let mut stream = ContentClient::new(self.channel.clone())
+            .read(self.request(ReadContentRequest {
+                digest: digest.to_string(),
+                offset: 0,
+                size: 0,
+            }))
+            .await
+            .map_err(|e| format!("image {image}: cannot read {digest}: {}", e.message()))?
+            .into_inner();
+        while let Some(chunk) = stream
+            .message()
+            .await
+            .map_err(|e| format!("image {image}: cannot read {digest}: {}", e.message()))?
+        {
+            bytes.extend_from_slice(&chunk.data);
+            if bytes.len() > MAX_MANIFEST_BYTES {
+                return Err(format!(
+                    "image {image}: {digest} is too large for a manifest"
+                ));
+            }
+        }
+        serde_json::from_slice(&bytes).map_err(|e| format!("image {image}: {digest}: {e}"))
+    }
+
+    /// Streams a layer into `path` (through a temporary file, renamed when
+    /// whole), checking that its bytes match its digest.
+    async fn fetch_layer(
+        &self,
+        digest: &str,
+        hex: &str,
+        store: &Path,
+        path: &Path,
+    ) -> Result<(), String> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(store)
+            .map_err(|e| format!("cannot create {}: {e}", store.display()))?;
+        let tmp = store.join(format!("{hex}.wasm.tmp.{}", std::process::id()));
+        let result = async {
+            let mut file = std::fs::File::create(&tmp)
+                .map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+            let mut hasher = Sha256::new();
+            let mut stream = ContentClient::new(self.channel.clone())
+                .read(self.request(ReadContentRequest {
+                    digest: digest.to_string(),
+                    offset: 0,
+                    size: 0,
+                }))
+                .await
+                .map_err(|e| e.message().to_string())?
+                .into_inner();
+            while let Some(chunk) = stream
+                .message()
+                .await
+                .map_err(|e| e.message().to_string())?
+            {
+                hasher.update(&chunk.data);
+                file.write_all(&chunk.data)
+                    .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+            }
+            let actual: String = hasher
+                .finalize()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            if actual != hex {
+                return Err(format!("its content hashes to sha256:{actual}"));
+            }
+            file.sync_all()
+                .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+            std::fs::rename(&tmp, path).map_err(|e| format!("cannot store {}: {e}", path.display()))
+        }
+        .await;
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result
+    }
+}
+
+fn is_index(media_type: &str) -> bool {
+    media_type == "application/vnd.oci.image.index.v1+json"
+        || media_type == "application/vnd.docker.distribution.manifest.list.v2+json"
+}
+
+/// The manifest of a wasm platform (`wasi`, `wasip1` or `wasip2` on
+/// `wasm`), or the only one.
+fn pick_manifest(manifests: &[Descriptor]) -> Option<&Descriptor> {
+    manifests
+        .iter()
+        .find(|m| {
+            m.platform().as_ref().is_some_and(|p| {
+                p.architecture().to_string() == "wasm"
+                    && ["wasi", "wasip1", "wasip2"].contains(&p.os().to_string().as_str())
+            })
+        })
+        .or_else(|| (manifests.len() == 1).then(|| &manifests[0]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci_spec::image::{DescriptorBuilder, MediaType, PlatformBuilder};
+
+    fn manifest(os: &str, arch: &str, digest: &str) -> Descriptor {
+        let mut d = DescriptorBuilder::default()
+            .media_type(MediaType::ImageManifest)
+            .digest(digest.parse::<oci_spec::image::Digest>().unwrap())
+            .size(1u64)
+            .build()
+            .unwrap();
+        d.set_platform(Some(
+            PlatformBuilder::default()
+                .os(oci_spec::image::Os::from(os))
+                .architecture(oci_spec::image::Arch::from(arch))
+                .build()
+                .unwrap(),
+        ));
+        d
+    }
+
+    #[test]
+    fn the_wasm_platform_is_picked_from_an_index() {
+        let linux = manifest("linux", "amd64", &format!("sha256:{}", "a".repeat(64)));
+        let wasi = manifest("wasip2", "wasm", &format!("sha256:{}", "b".repeat(64)));
+        let both = [linux.clone(), wasi.clone()];
+        assert_eq!(pick_manifest(&both), Some(&wasi));
+        assert_eq!(pick_manifest(std::slice::from_ref(&linux)), Some(&linux));
+        assert_eq!(pick_manifest(&[linux.clone(), linux]), None);
+    }
+}

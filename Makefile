@@ -3,7 +3,7 @@
 CARGO ?= cargo
 APPS := hello sleeper exit-code cat trap fsprobe memhog busy
 # Components (WASI 0.2), built for wasm32-wasip2.
-APPS_P2 := cli-p2 http-hello
+APPS_P2 := cli-p2 http-hello http-echo
 WASM_DIR := target/wasm32-wasip1/release
 WASM_P2_DIR := target/wasm32-wasip2/release
 
@@ -25,6 +25,8 @@ apps:
 	$(CARGO) build --release --target wasm32-wasip2 $(addprefix -p ,$(APPS_P2))
 	mkdir -p target/wasm
 	clang --target=wasm32-wasi -O2 -o target/wasm/c-hello.wasm images/c/hello.c
+	mkdir -p target/native
+	musl-gcc -static -Os -o target/native/pause images/pause/pause.c
 
 # One OCI image tarball per sample app (cheap, so always rebuilt).
 images:
@@ -33,6 +35,8 @@ images:
 		target/release/wasmbox-image --wasm $(WASM_DIR)/$$app.wasm \
 			--name docker.io/wasmbox/$$app:latest --output target/images/$$app.tar || exit 1; \
 	done
+	target/release/wasmbox-image --wasm target/native/pause --platform linux/amd64 \
+		--entrypoint /pause --name docker.io/wasmbox/pause:latest --output target/images/pause.tar
 	for app in $(APPS_P2); do \
 		target/release/wasmbox-image --wasm $(WASM_P2_DIR)/$$app.wasm \
 			--name docker.io/wasmbox/$$app:latest --output target/images/$$app.tar || exit 1; \

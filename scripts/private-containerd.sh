@@ -3,8 +3,15 @@
 # config under DIR, with wasmbox's shim on its PATH. It never touches the
 # machine's own containerd.
 #
-#   scripts/private-containerd.sh start DIR [2.1|1.7|1.6]
+#   scripts/private-containerd.sh start DIR [2.1|1.7|1.6] [cri]
 #   scripts/private-containerd.sh stop DIR
+#
+# With `cri`, containerd's CRI plugin is on, with wasmbox registered as the
+# runtime handler `wasmbox` (and runc as `runc`), pod networking through
+# Debian's CNI plugins (a bridge and host-local addresses of its own, in
+# DIR), and our local pause image (target/images/pause.tar, imported into
+# the k8s.io namespace) as the sandbox image, so no registry is needed. Its
+# CRI endpoint is CONTAINERD_ADDRESS too.
 #
 # `start` returns once containerd answers `ctr version` (or fails after 30 s
 # with its log), and leaves DIR/env with the variables to reach it:
@@ -41,7 +48,11 @@ stop() {
         fi ;;
     esac
   done
-  # Rootfs and snapshot mounts under DIR, deepest first.
+  # The pod network's bridge, when CRI was on.
+  if [[ -f "$dir/cni-bridge" ]]; then
+    ip link del "$(cat "$dir/cni-bridge")" 2>/dev/null || true
+  fi
+  # Rootfs, snapshot and network-namespace mounts under DIR, deepest first.
   awk -v d="$dir/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r | while read -r m; do
     umount -l "$m" 2>/dev/null || true
   done
@@ -54,6 +65,7 @@ fi
 [[ "$action" == start ]] || { echo "unknown action $action" >&2; exit 2; }
 
 version="${3:-${WASMBOX_CONTAINERD:-2.1}}"
+cri="${4:-}"
 bin_dir="$("$repo/scripts/fetch-containerd.sh" "$version")/usr/bin"
 wasmbox_bin="${WASMBOX_BIN_DIR:-$repo/target/release}"
 for b in containerd-shim-wasmbox-v1 wasmbox-runner; do
@@ -62,7 +74,114 @@ done
 
 sock="$dir/containerd.sock"
 mkdir -p "$dir/root" "$dir/state"
-if [[ "$version" == 2.* ]]; then
+sandbox_image="docker.io/wasmbox/pause:latest"
+cni_bin="/usr/lib/cni"
+if [[ "$cri" == cri ]]; then
+  [[ -x "$cni_bin/bridge" ]] || { echo "missing $cni_bin/bridge: install containernetworking-plugins (make deps)" >&2; exit 1; }
+  [[ -f "$repo/target/images/pause.tar" ]] || { echo "missing target/images/pause.tar: build first (make build)" >&2; exit 1; }
+  # A bridge and a subnet of this containerd's own, from its directory's
+  # hash, so that parallel test containerds do not share a network.
+  hash="$(printf '%s' "$dir" | sha256sum | cut -c1-8)"
+  bridge="wbx$hash"
+  subnet="10.$(( 100 + 0x${hash:0:2} % 100 )).$(( 0x${hash:2:2} )).0/24"
+  echo "$bridge" > "$dir/cni-bridge"
+  mkdir -p "$dir/cni/net.d"
+  cat > "$dir/cni/net.d/10-wasmbox.conflist" <<JSON
+{
+  "cniVersion": "1.0.0",
+  "name": "wasmbox-$hash",
+  "plugins": [
+    {
+      "type": "bridge",
+      "bridge": "$bridge",
+      "isGateway": true,
+      "ipMasq": false,
+      "ipam": {
+        "type": "host-local",
+        "ranges": [[{"subnet": "$subnet"}]],
+        "dataDir": "$dir/cni/ipam"
+      }
+    },
+    {"type": "loopback"}
+  ]
+}
+JSON
+fi
+if [[ "$version" == 2.* && "$cri" == cri ]]; then
+  cat > "$dir/config.toml" <<TOML
+version = 3
+root = "$dir/root"
+state = "$dir/state"
+disabled_plugins = [
+  "io.containerd.nri.v1.nri",
+  "io.containerd.internal.v1.opt",
+  "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.zfs",
+  "io.containerd.snapshotter.v1.devmapper",
+  "io.containerd.snapshotter.v1.erofs",
+  "io.containerd.differ.v1.erofs",
+]
+[grpc]
+  address = "$sock"
+[ttrpc]
+  address = "$sock.ttrpc"
+[debug]
+  address = "$dir/debug.sock"
+  level = "debug"
+[metrics]
+  address = ""
+[plugins."io.containerd.grpc.v1.cri"]
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+[plugins."io.containerd.cri.v1.images".pinned_images]
+  sandbox = "$sandbox_image"
+[plugins."io.containerd.cri.v1.runtime"]
+  restrict_oom_score_adj = true
+  netns_mounts_under_state_dir = true
+[plugins."io.containerd.cri.v1.runtime".cni]
+  bin_dirs = ["$cni_bin"]
+  conf_dir = "$dir/cni/net.d"
+[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
+  runtime_type = "io.containerd.runc.v2"
+[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.wasmbox]
+  runtime_type = "io.containerd.wasmbox.v1"
+TOML
+elif [[ "$cri" == cri ]]; then
+  cat > "$dir/config.toml" <<TOML
+version = 2
+root = "$dir/root"
+state = "$dir/state"
+disabled_plugins = [
+  "io.containerd.internal.v1.opt",
+  "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.zfs",
+  "io.containerd.snapshotter.v1.devmapper",
+  "io.containerd.snapshotter.v1.aufs",
+]
+[grpc]
+  address = "$sock"
+[ttrpc]
+  address = "$sock.ttrpc"
+[debug]
+  address = "$dir/debug.sock"
+  level = "debug"
+[metrics]
+  address = ""
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "$sandbox_image"
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  restrict_oom_score_adj = true
+  netns_mounts_under_state_dir = true
+[plugins."io.containerd.grpc.v1.cri".cni]
+  bin_dir = "$cni_bin"
+  conf_dir = "$dir/cni/net.d"
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+  runtime_type = "io.containerd.runc.v2"
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.wasmbox]
+  runtime_type = "io.containerd.wasmbox.v1"
+TOML
+elif [[ "$version" == 2.* ]]; then
   cat > "$dir/config.toml" <<TOML
 version = 3
 root = "$dir/root"
@@ -121,6 +240,9 @@ echo $! > "$dir/containerd.pid"
 
 for _ in $(seq 300); do
   if "$bin_dir/ctr" --address "$sock" version > /dev/null 2>&1; then
+    if [[ "$cri" == cri ]]; then
+      "$bin_dir/ctr" --address "$sock" -n k8s.io images import "$repo/target/images/pause.tar" > /dev/null
+    fi
     cat > "$dir/env" <<ENV
 CONTAINERD_ADDRESS=$sock
 CTR=$bin_dir/ctr

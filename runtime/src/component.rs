@@ -39,6 +39,8 @@ impl ComponentState {
         // container: the guest may use whatever it can reach.
         builder
             .inherit_network()
+            .allow_tcp(true)
+            .allow_udp(true)
             .allow_ip_name_lookup(true)
             .initial_cwd(&plan.cwd);
         if !stdin {

@@ -18,7 +18,7 @@ use std::time::Instant;
 use wasmbox_oci::protocol::{
     read_plan, write_child, write_notice, write_status, OOM_NOTICE, START,
 };
-use wasmbox_oci::WasmKind;
+use wasmbox_oci::{UserPlan, WasmKind};
 use wasmbox_runtime::cache::ModuleCache;
 use wasmbox_runtime::engine::{new_component_engine, new_engine};
 use wasmbox_runtime::identity::{apply_rlimits, switch_user};
@@ -33,12 +33,15 @@ struct Args {
     status_fd: RawFd,
     /// The shim put us in a PID namespace: fork so the guest is inside it.
     pid_namespace: bool,
+    /// A pod sandbox: hold the namespaces, as this user, until stopped.
+    hold: Option<UserPlan>,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut control_fd = None;
     let mut status_fd = None;
     let mut pid_namespace = false;
+    let mut hold = None;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         if flag == "--pid-namespace" {
@@ -53,6 +56,18 @@ fn parse_args() -> Result<Args, String> {
             }
             "--control-fd" => control_fd = Some(parse_fd(&value()?)?),
             "--status-fd" => status_fd = Some(parse_fd(&value()?)?),
+            "--hold-as" => {
+                let user = value()?;
+                let (uid, gid) = user
+                    .split_once(':')
+                    .and_then(|(u, g)| Some((u.parse().ok()?, g.parse().ok()?)))
+                    .ok_or_else(|| format!("--hold-as {user:?} must be UID:GID"))?;
+                hold = Some(UserPlan {
+                    uid,
+                    gid,
+                    additional_gids: Vec::new(),
+                });
+            }
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -60,6 +75,7 @@ fn parse_args() -> Result<Args, String> {
         control_fd: control_fd.ok_or("--control-fd is required")?,
         status_fd: status_fd.ok_or("--status-fd is required")?,
         pid_namespace,
+        hold,
     })
 }
 
@@ -84,6 +100,10 @@ fn main() -> ExitCode {
     // anything else in this process, and they are owned from here on.
     let mut control = unsafe { File::from_raw_fd(args.control_fd) };
     let mut status = unsafe { File::from_raw_fd(args.status_fd) };
+
+    if let Some(user) = &args.hold {
+        return hold(&args, user, control, status);
+    }
 
     // Timestamps of the start path, for the shim's debug log.
     let started = Instant::now();
@@ -161,4 +181,41 @@ fn main() -> ExitCode {
     let code = reason.exit_code();
     // Exit codes are 8 bits; proc_exit's i32 is truncated as the kernel would.
     std::process::exit(code)
+}
+
+/// A pod sandbox (CRI's pause container): no guest, only a process that
+/// holds the pod's namespaces (the shim entered or created them before
+/// exec), as `user`, until it is stopped. Inside a PID namespace it is the
+/// child, PID 1, that holds, and SIGTERM ends it as it ends a guest.
+fn hold(args: &Args, user: &UserPlan, mut control: File, mut status: File) -> ExitCode {
+    let prepared = (|| -> Result<(), String> {
+        if args.pid_namespace {
+            let status = &mut status;
+            let watch = fork_into_namespace(&[args.control_fd, args.status_fd, 0, 1, 2], |child| {
+                let _ = write_child(status, child.as_raw() as u32);
+                let _ = switch_user(user);
+            })
+            .map_err(|e| format!("cannot enter the PID namespace: {e}"))?;
+            switch_user(user).map_err(|e| e.to_string())?;
+            watch.arm();
+            return Ok(());
+        }
+        switch_user(user).map_err(|e| e.to_string())
+    })();
+    if let Err(message) = prepared {
+        let _ = write_status(&mut status, Err(&message));
+        return ExitCode::from(RUNNER_FAILURE);
+    }
+    if write_status(&mut status, Ok("kind=sandbox")).is_err() {
+        return ExitCode::from(RUNNER_FAILURE);
+    }
+    let mut byte = [0u8; 1];
+    match control.read(&mut byte) {
+        Ok(1) if byte[0] == START => {}
+        _ => return ExitCode::SUCCESS,
+    }
+    drop(control);
+    loop {
+        nix::unistd::pause();
+    }
 }

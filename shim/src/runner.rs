@@ -31,9 +31,22 @@ fn runner_path() -> std::io::Result<PathBuf> {
     Ok(std::env::current_exe()?.with_file_name("wasmbox-runner"))
 }
 
+/// What a runner is started for.
+pub enum RunnerMode<'a> {
+    /// Run this plan's guest.
+    Guest(&'a RunPlan),
+    /// A pod sandbox: hold the pod's namespaces, as this uid and gid.
+    Sandbox { uid: u32, gid: u32 },
+}
+
 /// A runner that has loaded its guest and waits to be started.
 pub struct PreparedRunner {
+    /// The runner process (the one the shim reaps).
     pub pid: u32,
+    /// The process that runs the guest, when the runner forked it into a
+    /// PID namespace: the task's pid, as runc's is its container's init,
+    /// so `/proc/<pid>/ns/*` are the container's namespaces.
+    pub guest_pid: Option<u32>,
     pub exit: ExitReceiver,
     /// The control pipe; the start byte goes here.
     pub control: File,
@@ -56,7 +69,8 @@ pub struct SpawnedRunner {
     exit: ExitReceiver,
     control: OwnedFd,
     status: OwnedFd,
-    plan: RunPlan,
+    /// The plan to hand over; none for a sandbox.
+    plan: Option<RunPlan>,
     /// Whether the runner forks into a PID namespace (and so names a child).
     forks: bool,
 }
@@ -65,7 +79,7 @@ pub struct SpawnedRunner {
 /// in the container's cgroup; [`SpawnedRunner::ready`] waits for it.
 pub fn spawn(
     id: &str,
-    plan: &RunPlan,
+    mode: RunnerMode<'_>,
     stdio: RunnerStdio,
     exits: &ExitRegistry,
     namespaces: &NamespacePlan,
@@ -83,6 +97,12 @@ pub fn spawn(
         .arg("--status-fd")
         .arg(status_write.as_raw_fd().to_string())
         .args(namespaces.has_pid_namespace().then_some("--pid-namespace"))
+        .args(match &mode {
+            RunnerMode::Sandbox { uid, gid } => {
+                vec!["--hold-as".to_string(), format!("{uid}:{gid}")]
+            }
+            RunnerMode::Guest(_) => Vec::new(),
+        })
         .env_clear()
         .envs(
             PASSED_ENV
@@ -116,7 +136,10 @@ pub fn spawn(
         exit,
         control: control_write,
         status: status_read,
-        plan: plan.clone(),
+        plan: match mode {
+            RunnerMode::Guest(plan) => Some(plan.clone()),
+            RunnerMode::Sandbox { .. } => None,
+        },
         forks: namespaces.has_pid_namespace(),
     })
 }
@@ -143,32 +166,35 @@ impl SpawnedRunner {
         } = self;
         let ready = tokio::task::spawn_blocking(move || {
             let mut control = File::from(control);
-            write_plan(&mut control, &plan)
-                .map_err(|e| format!("cannot hand the run plan to the runner: {e}"))?;
+            if let Some(plan) = &plan {
+                write_plan(&mut control, plan)
+                    .map_err(|e| format!("cannot hand the run plan to the runner: {e}"))?;
+            }
             let mut notices = BufReader::new(File::from(status));
             let mut details = None;
-            let mut child_named = !forks;
-            while details.is_none() || !child_named {
+            let mut guest_pid = None;
+            while details.is_none() || (forks && guest_pid.is_none()) {
                 match read_status_line(&mut notices)
                     .map_err(|e| format!("cannot read the runner's status: {e}"))?
                 {
                     StatusLine::Child(child) => {
-                        child_named = true;
+                        guest_pid = Some(child);
                         let _ = children.send(child);
                     }
                     StatusLine::Ready(ready) => details = Some(ready),
                     StatusLine::Failed(message) => return Err(message),
                 }
             }
-            Ok((control, notices, details.unwrap_or_default()))
+            Ok((control, notices, details.unwrap_or_default(), guest_pid))
         })
         .await
         .map_err(|e| format!("runner set-up task failed: {e}"))
         .and_then(|r| r);
 
         match ready {
-            Ok((control, notices, details)) => Ok(PreparedRunner {
+            Ok((control, notices, details, guest_pid)) => Ok(PreparedRunner {
                 pid,
+                guest_pid,
                 exit,
                 control,
                 notices,

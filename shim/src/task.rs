@@ -40,7 +40,7 @@ use crate::artifact::ContainerdApi;
 use crate::cgroup::{CgroupSlot, ContainerCgroup};
 use crate::exits::{ExitInfo, ExitReceiver, ExitRegistry};
 use crate::namespaces::NamespacePlan;
-use crate::runner::{self, RunnerStdio};
+use crate::runner::{self, RunnerMode, RunnerStdio};
 use crate::{rootfs, stdio};
 
 /// How long Delete waits for a created-but-never-started runner to die.
@@ -49,7 +49,10 @@ const KILL_WAIT: Duration = Duration::from_secs(10);
 /// One container served by this shim.
 struct Container {
     bundle: PathBuf,
+    /// The task's pid: the guest's process (see `PreparedRunner::guest_pid`).
     pid: u32,
+    /// The runner process, whose exit is the task's.
+    runner_pid: u32,
     io: TaskIO,
     started: bool,
     exit: ExitReceiver,
@@ -129,11 +132,20 @@ impl TaskService {
                 };
                 if let Some((id, exit)) = inner.exits.notify(pid, event.exit_code) {
                     log::info!("container {id}: runner {pid} exited with {}", exit.code);
+                    // The event names the task's pid, which is the guest's
+                    // process when the runner forked one.
+                    let task_pid = inner
+                        .containers
+                        .lock()
+                        .await
+                        .get(&id)
+                        .map(|c| c.pid)
+                        .unwrap_or(pid as u32);
                     inner
                         .publish(TaskExit {
                             container_id: id.clone(),
                             id,
-                            pid: pid as u32,
+                            pid: task_pid,
                             exit_status: exit.code,
                             exited_at: MessageField::some(timestamp(exit.at)),
                             ..Default::default()
@@ -261,6 +273,18 @@ fn systemd_cgroup(req: &CreateTaskRequest) -> bool {
         .unwrap_or(false)
 }
 
+/// The annotation CRI puts on a container to say what it is.
+const CONTAINER_TYPE_ANNOTATION: &str = "io.kubernetes.cri.container-type";
+
+/// Whether `spec` is a pod's sandbox (CRI's pause container), whose binary
+/// wasmbox never runs: the runner holds the pod's namespaces instead.
+fn is_sandbox(spec: &oci_spec::runtime::Spec) -> bool {
+    spec.annotations()
+        .as_ref()
+        .and_then(|a| a.get(CONTAINER_TYPE_ANNOTATION))
+        .is_some_and(|t| t == "sandbox")
+}
+
 fn error(code: Code, message: impl ToString) -> ttrpc::Error {
     ttrpc::Error::RpcStatus(ttrpc::get_status(code, message))
 }
@@ -324,15 +348,30 @@ impl Task for TaskService {
 
         let spec = wasmbox_oci::load_spec(&bundle)
             .map_err(|e| cleanup(error(Code::INVALID_ARGUMENT, e)))?;
-        let plan = match wasmbox_oci::plan_from_spec(&spec, &bundle) {
-            Ok(plan) => plan,
-            Err(e) if e.entrypoint_not_in_rootfs() => self
-                .plan_for_wasm_layer(&id, &spec, &bundle, e)
-                .await
-                .map_err(|e| cleanup(error(Code::INVALID_ARGUMENT, e)))?,
-            Err(e) => return Err(cleanup(error(Code::INVALID_ARGUMENT, e))),
+        let sandbox = is_sandbox(&spec);
+        let plan = if sandbox {
+            None
+        } else {
+            Some(match wasmbox_oci::plan_from_spec(&spec, &bundle) {
+                Ok(plan) => plan,
+                Err(e) if e.entrypoint_not_in_rootfs() => self
+                    .plan_for_wasm_layer(&id, &spec, &bundle, e)
+                    .await
+                    .map_err(|e| cleanup(error(Code::INVALID_ARGUMENT, e)))?,
+                Err(e) => return Err(cleanup(error(Code::INVALID_ARGUMENT, e))),
+            })
         };
-        for skipped in &plan.skipped_mounts {
+        let mode = match &plan {
+            Some(plan) => RunnerMode::Guest(plan),
+            None => {
+                let user = spec.process().as_ref().map(|p| p.user());
+                RunnerMode::Sandbox {
+                    uid: user.map(|u| u.uid()).unwrap_or(0),
+                    gid: user.map(|u| u.gid()).unwrap_or(0),
+                }
+            }
+        };
+        for skipped in plan.iter().flat_map(|plan| &plan.skipped_mounts) {
             log::info!(
                 "container {id}: mount at {} ({}) skipped on purpose: {}",
                 skipped.destination,
@@ -373,7 +412,7 @@ impl Task for TaskService {
         .map_err(|e| cleanup(error(Code::INVALID_ARGUMENT, e)))?;
         let spawn_at = Instant::now();
         let spawned =
-            runner::spawn(&id, &plan, stdio, &self.inner.exits, &namespaces).map_err(|e| {
+            runner::spawn(&id, mode, stdio, &self.inner.exits, &namespaces).map_err(|e| {
                 cgroup.destroy();
                 cleanup(error(Code::INVALID_ARGUMENT, e))
             })?;
@@ -388,10 +427,13 @@ impl Task for TaskService {
                 return Err(cleanup(error(Code::INVALID_ARGUMENT, e)));
             }
         };
-        let pid = prepared.pid;
+        let runner_pid = prepared.pid;
+        let pid = prepared.guest_pid.unwrap_or(runner_pid);
         log::info!(
-            "container {id}: runner {pid} ready for {}",
-            plan.module_guest_path
+            "container {id}: runner {runner_pid} (task pid {pid}) ready for {}",
+            plan.as_ref()
+                .map(|p| p.module_guest_path.as_str())
+                .unwrap_or("the pod sandbox")
         );
         log::debug!(
             "container {id}: create path: set-up {:.2} ms, runner spawn to ready {:.2} ms, total {:.2} ms; runner: {}",
@@ -401,7 +443,7 @@ impl Task for TaskService {
             prepared.details
         );
         self.watch_notices(&id, prepared.notices);
-        if let Err(e) = std::fs::write(bundle.join("runner.pid"), pid.to_string()) {
+        if let Err(e) = std::fs::write(bundle.join("runner.pid"), runner_pid.to_string()) {
             log::warn!(
                 "cannot record the runner's pid in {}: {e}",
                 bundle.display()
@@ -420,6 +462,7 @@ impl Task for TaskService {
             Container {
                 bundle: bundle.clone(),
                 pid,
+                runner_pid,
                 io: io.clone(),
                 started: false,
                 exit: prepared.exit,
@@ -561,7 +604,7 @@ impl Task for TaskService {
             }
             if !container.started && container.exited().is_none() {
                 // Created, never started: the runner waits for its start byte.
-                let _ = kill(Pid::from_raw(container.pid as i32), Signal::SIGKILL);
+                let _ = kill(Pid::from_raw(container.runner_pid as i32), Signal::SIGKILL);
             }
             container.exit.clone()
         };
@@ -581,7 +624,7 @@ impl Task for TaskService {
         }
         container.cgroup.destroy().await;
         let _ = std::fs::remove_file(container.bundle.join("runner.pid"));
-        self.inner.exits.forget(container.pid as i32);
+        self.inner.exits.forget(container.runner_pid as i32);
         let info = info.unwrap_or(ExitInfo {
             code: 128 + Signal::SIGKILL as u32,
             at: SystemTime::now(),

@@ -10,6 +10,7 @@
 //! which wasmbox processes and mounts of this containerd are still around.
 
 pub mod api;
+pub mod cri;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -28,7 +29,7 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// The sample apps that are components, built for `wasm32-wasip2`.
-const COMPONENT_APPS: &[&str] = &["cli-p2", "http-hello"];
+const COMPONENT_APPS: &[&str] = &["cli-p2", "http-hello", "http-echo"];
 
 /// A sample app's `.wasm`, as the Makefile builds it.
 pub fn sample_wasm(name: &str) -> PathBuf {
@@ -74,6 +75,17 @@ pub struct Containerd {
 impl Containerd {
     /// Starts the containerd version named by `WASMBOX_CONTAINERD`.
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// The same with its CRI plugin on: wasmbox as runtime handler
+    /// `wasmbox`, CNI pod networking, and the local pause image as the
+    /// sandbox image (see scripts/private-containerd.sh).
+    pub fn start_cri() -> Self {
+        Self::start_with(Some("cri"))
+    }
+
+    fn start_with(mode: Option<&str>) -> Self {
         let version = std::env::var("WASMBOX_CONTAINERD").unwrap_or_else(|_| "2.1".to_string());
         let dir = tempfile::Builder::new()
             .prefix("wasmbox-test-")
@@ -84,6 +96,7 @@ impl Containerd {
             .arg("start")
             .arg(dir.path())
             .arg(&version)
+            .args(mode)
             .env_remove("WASMBOX_CACHE_DIR")
             .output()
             .expect("run private-containerd.sh");

@@ -1,0 +1,258 @@
+//! A kubelet-like CRI client (the `k8s-cri` crate over tonic) for the
+//! private containerd's CRI plugin: the calls the kubelet makes for a pod,
+//! each blocking on its own single-threaded runtime, returning tonic's
+//! status on failure so tests can assert on errors too.
+
+use std::path::Path;
+
+use containerd_client::tonic::transport::Channel;
+use containerd_client::tonic::{Request, Status};
+use k8s_cri::v1::image_service_client::ImageServiceClient;
+use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+use k8s_cri::v1::*;
+
+/// The runtime handler pods name in their RuntimeClass.
+pub const HANDLER: &str = "wasmbox";
+
+pub struct Cri {
+    runtime: tokio::runtime::Runtime,
+    channel: Channel,
+}
+
+impl Cri {
+    /// Connects to the CRI endpoint (containerd's own socket).
+    pub fn connect(address: &Path) -> Self {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let channel = runtime
+            .block_on(containerd_client::connect(address))
+            .expect("connect to the CRI socket");
+        Self { runtime, channel }
+    }
+
+    fn runtime_service(&self) -> RuntimeServiceClient<Channel> {
+        RuntimeServiceClient::new(self.channel.clone())
+    }
+
+    /// The pod's config, as the kubelet builds it for a pod named `name`,
+    /// with its container logs under `log_directory`.
+    pub fn pod_config(name: &str, log_directory: &Path) -> PodSandboxConfig {
+        PodSandboxConfig {
+            metadata: Some(PodSandboxMetadata {
+                name: name.to_string(),
+                uid: format!("uid-{name}"),
+                namespace: "default".to_string(),
+                attempt: 0,
+            }),
+            hostname: name.to_string(),
+            log_directory: log_directory.display().to_string(),
+            linux: Some(LinuxPodSandboxConfig {
+                security_context: Some(LinuxSandboxSecurityContext {
+                    namespace_options: Some(NamespaceOption {
+                        network: NamespaceMode::Pod as i32,
+                        pid: NamespaceMode::Container as i32,
+                        ipc: NamespaceMode::Pod as i32,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// The config of a container `name` of `image`, running `command`,
+    /// logging to `<name>.log` in the pod's log directory.
+    pub fn container_config(name: &str, image: &str, command: &[&str]) -> ContainerConfig {
+        ContainerConfig {
+            metadata: Some(ContainerMetadata {
+                name: name.to_string(),
+                attempt: 0,
+            }),
+            image: Some(ImageSpec {
+                image: image.to_string(),
+                ..Default::default()
+            }),
+            command: command.iter().map(|c| c.to_string()).collect(),
+            log_path: format!("{name}.log"),
+            linux: Some(LinuxContainerConfig {
+                security_context: Some(LinuxContainerSecurityContext {
+                    namespace_options: Some(NamespaceOption {
+                        network: NamespaceMode::Pod as i32,
+                        pid: NamespaceMode::Container as i32,
+                        ipc: NamespaceMode::Pod as i32,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    pub fn run_pod_sandbox(&self, config: &PodSandboxConfig) -> Result<String, Status> {
+        self.runtime.block_on(async {
+            Ok(self
+                .runtime_service()
+                .run_pod_sandbox(Request::new(RunPodSandboxRequest {
+                    config: Some(config.clone()),
+                    runtime_handler: HANDLER.to_string(),
+                }))
+                .await?
+                .into_inner()
+                .pod_sandbox_id)
+        })
+    }
+
+    pub fn pod_ip(&self, pod: &str) -> Result<String, Status> {
+        self.runtime.block_on(async {
+            let status = self
+                .runtime_service()
+                .pod_sandbox_status(Request::new(PodSandboxStatusRequest {
+                    pod_sandbox_id: pod.to_string(),
+                    verbose: false,
+                }))
+                .await?
+                .into_inner()
+                .status
+                .ok_or_else(|| Status::not_found("no sandbox status"))?;
+            Ok(status.network.map(|n| n.ip).unwrap_or_default())
+        })
+    }
+
+    pub fn create_container(
+        &self,
+        pod: &str,
+        config: ContainerConfig,
+        pod_config: &PodSandboxConfig,
+    ) -> Result<String, Status> {
+        self.runtime.block_on(async {
+            Ok(self
+                .runtime_service()
+                .create_container(Request::new(CreateContainerRequest {
+                    pod_sandbox_id: pod.to_string(),
+                    config: Some(config),
+                    sandbox_config: Some(pod_config.clone()),
+                }))
+                .await?
+                .into_inner()
+                .container_id)
+        })
+    }
+
+    pub fn start_container(&self, id: &str) -> Result<(), Status> {
+        self.runtime.block_on(async {
+            self.runtime_service()
+                .start_container(Request::new(StartContainerRequest {
+                    container_id: id.to_string(),
+                }))
+                .await?;
+            Ok(())
+        })
+    }
+
+    pub fn container_status(&self, id: &str) -> Result<ContainerStatus, Status> {
+        self.runtime.block_on(async {
+            self.runtime_service()
+                .container_status(Request::new(ContainerStatusRequest {
+                    container_id: id.to_string(),
+                    verbose: false,
+                }))
+                .await?
+                .into_inner()
+                .status
+                .ok_or_else(|| Status::not_found("no container status"))
+        })
+    }
+
+    pub fn container_stats(&self, id: &str) -> Result<ContainerStats, Status> {
+        self.runtime.block_on(async {
+            self.runtime_service()
+                .container_stats(Request::new(ContainerStatsRequest {
+                    container_id: id.to_string(),
+                }))
+                .await?
+                .into_inner()
+                .stats
+                .ok_or_else(|| Status::not_found("no container stats"))
+        })
+    }
+
+    pub fn stop_container(&self, id: &str, timeout_seconds: i64) -> Result<(), Status> {
+        self.runtime.block_on(async {
+            self.runtime_service()
+                .stop_container(Request::new(StopContainerRequest {
+                    container_id: id.to_string(),
+                    timeout: timeout_seconds,
+                }))
+                .await?;
+            Ok(())
+        })
+    }
+
+    pub fn remove_container(&self, id: &str) -> Result<(), Status> {
+        self.runtime.block_on(async {
+            self.runtime_service()
+                .remove_container(Request::new(RemoveContainerRequest {
+                    container_id: id.to_string(),
+                }))
+                .await?;
+            Ok(())
+        })
+    }
+
+    pub fn stop_pod_sandbox(&self, pod: &str) -> Result<(), Status> {
+        self.runtime.block_on(async {
+            self.runtime_service()
+                .stop_pod_sandbox(Request::new(StopPodSandboxRequest {
+                    pod_sandbox_id: pod.to_string(),
+                }))
+                .await?;
+            Ok(())
+        })
+    }
+
+    pub fn remove_pod_sandbox(&self, pod: &str) -> Result<(), Status> {
+        self.runtime.block_on(async {
+            self.runtime_service()
+                .remove_pod_sandbox(Request::new(RemovePodSandboxRequest {
+                    pod_sandbox_id: pod.to_string(),
+                }))
+                .await?;
+            Ok(())
+        })
+    }
+
+    /// The images CRI sees, by tag.
+    pub fn image_tags(&self) -> Result<Vec<String>, Status> {
+        self.runtime.block_on(async {
+            Ok(ImageServiceClient::new(self.channel.clone())
+                .list_images(Request::new(ListImagesRequest { filter: None }))
+                .await?
+                .into_inner()
+                .images
+                .into_iter()
+                .flat_map(|i| i.repo_tags)
+                .collect())
+        })
+    }
+}
+
+/// The lines of a CRI log file (`<time> <stream> <tag> <line>`), as
+/// (stream, line) pairs, the way `kubectl logs` reads them.
+pub fn read_cri_log(path: &Path) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let mut parts = l.splitn(4, ' ');
+            let _time = parts.next()?;
+            let stream = parts.next()?;
+            let _tag = parts.next()?;
+            Some((stream.to_string(), parts.next().unwrap_or("").to_string()))
+        })
+        .collect()
+}

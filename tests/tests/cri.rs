@@ -1,0 +1,281 @@
+//! Kubernetes' path, end to end: a kubelet-like CRI client against the
+//! private containerd's CRI plugin, for pods whose RuntimeClass handler is
+//! `wasmbox`. RunPodSandbox, CreateContainer, StartContainer,
+//! ContainerStatus, ContainerStats, the CRI log files, StopContainer,
+//! RemoveContainer, StopPodSandbox and RemovePodSandbox, as the kubelet
+//! calls them, with real CNI pod networking.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use k8s_cri::v1::ContainerState;
+use wasmbox_tests::cri::{read_cri_log, Cri};
+use wasmbox_tests::*;
+
+/// Imports sample images into CRI's namespace, `k8s.io`.
+fn import_for_cri(cd: &Containerd, apps: &[&str]) {
+    for app in apps {
+        let tar = repo_root().join(format!("target/images/{app}.tar"));
+        let out = cd.ctr(&[
+            "-n",
+            "k8s.io",
+            "images",
+            "import",
+            "--all-platforms",
+            tar.to_str().expect("utf-8"),
+        ]);
+        assert_success(&out, &format!("import {app} for CRI"));
+    }
+}
+
+/// Waits (at most `timeout`) until the CRI log at `path` has a line that
+/// `matches`; returns all its lines.
+fn wait_for_log(
+    path: &Path,
+    timeout: Duration,
+    matches: impl Fn(&str, &str) -> bool,
+) -> Vec<(String, String)> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let lines = read_cri_log(path);
+        if lines.iter().any(|(stream, line)| matches(stream, line)) {
+            return lines;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no awaited line in {} within {timeout:?}; it has {lines:#?}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn wait_for_exit(cri: &Cri, id: &str) -> k8s_cri::v1::ContainerStatus {
+    let mut status = None;
+    wait_until(
+        &format!("container {id} to exit"),
+        Duration::from_secs(30),
+        || {
+            let s = cri.container_status(id).expect("container status");
+            let exited = s.state == ContainerState::ContainerExited as i32;
+            status = Some(s);
+            exited
+        },
+    );
+    status.expect("a status")
+}
+
+fn shims(cd: &Containerd) -> Vec<String> {
+    cd.wasmbox_processes()
+        .into_iter()
+        .filter(|p| p.contains("containerd-shim-wasmbox-v1"))
+        .collect()
+}
+
+#[test]
+fn a_pod_of_two_wasm_containers_shares_one_shim_and_one_network() {
+    let cd = Containerd::start_cri();
+    import_for_cri(&cd, &["http-echo"]);
+    let cri = Cri::connect(&cd.address);
+    let logs = cd.dir().join("pod-logs");
+    std::fs::create_dir_all(&logs).expect("log dir");
+
+    let pod_config = Cri::pod_config("echo", &logs);
+    let pod = cri.run_pod_sandbox(&pod_config).expect("RunPodSandbox");
+    let pod_ip = cri.pod_ip(&pod).expect("PodSandboxStatus");
+    assert!(!pod_ip.is_empty(), "the pod has no IP");
+
+    let image = "docker.io/wasmbox/http-echo:latest";
+    let server = cri
+        .create_container(
+            &pod,
+            Cri::container_config("server", image, &["/app.wasm"]),
+            &pod_config,
+        )
+        .expect("CreateContainer server");
+    cri.start_container(&server).expect("StartContainer server");
+    wait_for_log(
+        &logs.join("server.log"),
+        Duration::from_secs(60),
+        |stream, line| stream == "stderr" && line == "http-echo: listening on 0.0.0.0:8080",
+    );
+
+    // From the host, at the pod's IP.
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "20",
+            &format!("http://{pod_ip}:8080/from-host"),
+        ])
+        .output()
+        .expect("curl");
+    assert_success(&out, "curl to the pod IP");
+    assert_eq!(stdout(&out), "echo: GET /from-host HTTP/1.1\n");
+
+    // From a second container of the pod, at 127.0.0.1: one network.
+    let client = cri
+        .create_container(
+            &pod,
+            Cri::container_config(
+                "client",
+                image,
+                &["/app.wasm", "get", "127.0.0.1:8080", "/from-neighbour"],
+            ),
+            &pod_config,
+        )
+        .expect("CreateContainer client");
+    cri.start_container(&client).expect("StartContainer client");
+    let status = wait_for_exit(&cri, &client);
+    assert_eq!(
+        status.exit_code, 0,
+        "client: {} {}",
+        status.reason, status.message
+    );
+    assert_eq!(status.reason, "Completed");
+    let client_log = read_cri_log(&logs.join("client.log"));
+    assert!(
+        client_log.contains(&(
+            "stdout".to_string(),
+            "echo: GET /from-neighbour HTTP/1.1".to_string()
+        )),
+        "{client_log:?}"
+    );
+
+    // One shim serves the sandbox and both containers.
+    assert_eq!(shims(&cd).len(), 1, "{:#?}", cd.wasmbox_processes());
+
+    // The server's log, line by line, as kubectl reads it.
+    let server_log = wait_for_log(
+        &logs.join("server.log"),
+        Duration::from_secs(10),
+        |_, line| line.starts_with("http-echo: GET /from-neighbour HTTP/1.1 from 127.0.0.1:"),
+    );
+    assert!(
+        server_log.iter().any(
+            |(s, l)| s == "stdout" && l.starts_with("http-echo: GET /from-host HTTP/1.1 from ")
+        ),
+        "{server_log:?}"
+    );
+
+    let stats = cri.container_stats(&server).expect("ContainerStats");
+    let cpu = stats
+        .cpu
+        .and_then(|c| c.usage_core_nano_seconds)
+        .map(|v| v.value)
+        .unwrap_or(0);
+    let memory = stats
+        .memory
+        .and_then(|m| m.working_set_bytes.or(m.usage_bytes))
+        .map(|v| v.value)
+        .unwrap_or(0);
+    assert!(cpu > 0, "no CPU usage reported");
+    assert!(memory > 0, "no memory usage reported");
+
+    cri.stop_container(&server, 10).expect("StopContainer");
+    let status = wait_for_exit(&cri, &server);
+    assert_eq!(
+        status.exit_code, 143,
+        "SIGTERM ends the server: {}",
+        status.reason
+    );
+    cri.remove_container(&server)
+        .expect("RemoveContainer server");
+    cri.remove_container(&client)
+        .expect("RemoveContainer client");
+    cri.stop_pod_sandbox(&pod).expect("StopPodSandbox");
+    cri.remove_pod_sandbox(&pod).expect("RemovePodSandbox");
+    // The pod went, so its shim went.
+    cd.assert_nothing_left();
+}
+
+#[test]
+fn a_failing_container_and_one_that_will_not_stop() {
+    let cd = Containerd::start_cri();
+    import_for_cri(&cd, &["exit-code", "http-hello"]);
+    let cri = Cri::connect(&cd.address);
+    let logs = cd.dir().join("pod-logs");
+    std::fs::create_dir_all(&logs).expect("log dir");
+    let pod_config = Cri::pod_config("mixed", &logs);
+    let pod = cri.run_pod_sandbox(&pod_config).expect("RunPodSandbox");
+
+    // Non-zero exit: code and reason.
+    let failing = cri
+        .create_container(
+            &pod,
+            Cri::container_config(
+                "failing",
+                "docker.io/wasmbox/exit-code:latest",
+                &["/app.wasm", "3"],
+            ),
+            &pod_config,
+        )
+        .expect("CreateContainer failing");
+    cri.start_container(&failing)
+        .expect("StartContainer failing");
+    let status = wait_for_exit(&cri, &failing);
+    assert_eq!(status.exit_code, 3);
+    assert_eq!(status.reason, "Error");
+
+    // A wasi:http server with a request in flight drains on SIGTERM; a
+    // request that outlasts the stop timeout gets it SIGKILLed.
+    let server = cri
+        .create_container(
+            &pod,
+            Cri::container_config(
+                "server",
+                "docker.io/wasmbox/http-hello:latest",
+                &["/app.wasm"],
+            ),
+            &pod_config,
+        )
+        .expect("CreateContainer server");
+    cri.start_container(&server).expect("StartContainer server");
+    wait_for_log(
+        &logs.join("server.log"),
+        Duration::from_secs(60),
+        |_, line| line == "wasmbox: serving /app.wasm (wasi:http) on http://0.0.0.0:8080/",
+    );
+    let pod_ip = cri.pod_ip(&pod).expect("pod IP");
+    let mut slow = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "60",
+            &format!("http://{pod_ip}:8080/slow?ms=50000"),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("curl");
+    wait_for_log(
+        &logs.join("server.log"),
+        Duration::from_secs(10),
+        |_, line| line.contains("/slow?ms=50000"),
+    );
+    let stop_started = std::time::Instant::now();
+    cri.stop_container(&server, 2).expect("StopContainer");
+    let status = wait_for_exit(&cri, &server);
+    assert_eq!(status.exit_code, 137, "the timeout's SIGKILL ends it");
+    assert!(
+        stop_started.elapsed() >= Duration::from_secs(2),
+        "SIGKILL came before the timeout"
+    );
+    let server_log = read_cri_log(&logs.join("server.log"));
+    assert!(
+        server_log
+            .iter()
+            .any(|(_, l)| l.starts_with("wasmbox: stopping: no new connections")),
+        "SIGTERM came first: {server_log:?}"
+    );
+    let _ = slow.kill();
+    let _ = slow.wait();
+
+    for id in [&failing, &server] {
+        cri.remove_container(id).expect("RemoveContainer");
+    }
+    cri.stop_pod_sandbox(&pod).expect("StopPodSandbox");
+    cri.remove_pod_sandbox(&pod).expect("RemovePodSandbox");
+    cd.assert_nothing_left();
+}

@@ -196,19 +196,19 @@ fn the_guest_is_pid_1_of_a_new_pid_namespace_and_still_stops_on_sigterm() {
     let root = rootfs.path().to_str().unwrap();
     // ctr's default spec asks for a new PID namespace.
     let (mut run, task_pid) = start_sleeper(&cd, root, "pid1", &[]);
-    let guest = std::fs::read_dir("/proc")
+    // The task's pid is the guest's process, as runc's is the container's
+    // init; its parent is the runner that stayed outside, to supervise it.
+    let guest = task_pid;
+    let parent = std::fs::read_to_string(format!("/proc/{guest}/status"))
         .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .find(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/status"))
-                .unwrap_or_default()
-                .lines()
-                .any(|l| {
-                    l.split_whitespace().collect::<Vec<_>>() == ["PPid:", &task_pid.to_string()]
-                })
-        })
-        .expect("the runner's child that runs the guest");
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:").map(|p| p.trim().to_string()))
+        .expect("a parent");
+    let parent_cmdline = std::fs::read(format!("/proc/{parent}/cmdline")).unwrap();
+    assert!(
+        String::from_utf8_lossy(&parent_cmdline).contains("wasmbox-runner"),
+        "the guest's parent is not the runner"
+    );
     let status = std::fs::read_to_string(format!("/proc/{guest}/status")).unwrap();
     let nspid = status.lines().find(|l| l.starts_with("NSpid:")).unwrap();
     assert_eq!(nspid.split_whitespace().last(), Some("1"), "{nspid}");

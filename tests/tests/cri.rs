@@ -113,6 +113,7 @@ fn a_pod_of_two_wasm_containers_shares_one_shim_and_one_network() {
         .expect("curl");
     assert_success(&out, "curl to the pod IP");
     assert_eq!(stdout(&out), "echo: GET /from-host HTTP/1.1\n");
+    eprintln!("$ curl http://{pod_ip}:8080/from-host\n{}", stdout(&out));
 
     // From a second container of the pod, at 127.0.0.1: one network.
     let client = cri
@@ -145,6 +146,10 @@ fn a_pod_of_two_wasm_containers_shares_one_shim_and_one_network() {
 
     // One shim serves the sandbox and both containers.
     assert_eq!(shims(&cd).len(), 1, "{:#?}", cd.wasmbox_processes());
+    eprintln!(
+        "wasmbox processes of the pod:\n{}",
+        cd.wasmbox_processes().join("\n")
+    );
 
     // The server's log, line by line, as kubectl reads it.
     let server_log = wait_for_log(
@@ -159,6 +164,11 @@ fn a_pod_of_two_wasm_containers_shares_one_shim_and_one_network() {
         "{server_log:?}"
     );
 
+    eprintln!(
+        "$ cat {}\n{}",
+        logs.join("server.log").display(),
+        std::fs::read_to_string(logs.join("server.log")).unwrap_or_default()
+    );
     let stats = cri.container_stats(&server).expect("ContainerStats");
     let cpu = stats
         .cpu

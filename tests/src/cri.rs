@@ -124,6 +124,39 @@ impl Cri {
         })
     }
 
+    /// The pid of a pod's sandbox process, from PodSandboxStatus's verbose
+    /// info (what `crictl inspectp` shows).
+    pub fn sandbox_pid(&self, pod: &str) -> Result<u32, Status> {
+        self.runtime.block_on(async {
+            let info = self
+                .runtime_service()
+                .pod_sandbox_status(Request::new(PodSandboxStatusRequest {
+                    pod_sandbox_id: pod.to_string(),
+                    verbose: true,
+                }))
+                .await?
+                .into_inner()
+                .info;
+            pid_in_info(&info)
+        })
+    }
+
+    /// The pid of a container's task, from ContainerStatus's verbose info.
+    pub fn container_pid(&self, id: &str) -> Result<u32, Status> {
+        self.runtime.block_on(async {
+            let info = self
+                .runtime_service()
+                .container_status(Request::new(ContainerStatusRequest {
+                    container_id: id.to_string(),
+                    verbose: true,
+                }))
+                .await?
+                .into_inner()
+                .info;
+            pid_in_info(&info)
+        })
+    }
+
     pub fn create_container(
         &self,
         pod: &str,
@@ -240,6 +273,18 @@ impl Cri {
                 .collect())
         })
     }
+}
+
+/// The `pid` field of the JSON in a verbose status's `info` entry.
+fn pid_in_info(info: &std::collections::HashMap<String, String>) -> Result<u32, Status> {
+    let json: serde_json::Value = info
+        .get("info")
+        .and_then(|i| serde_json::from_str(i).ok())
+        .ok_or_else(|| Status::not_found("no verbose info"))?;
+    json["pid"]
+        .as_u64()
+        .map(|p| p as u32)
+        .ok_or_else(|| Status::not_found("no pid in the verbose info"))
 }
 
 /// The lines of a CRI log file (`<time> <stream> <tag> <line>`), as

@@ -144,6 +144,38 @@ fn a_pod_of_two_wasm_containers_shares_one_shim_and_one_network() {
         "{client_log:?}"
     );
 
+    // The sandbox is a wasmbox runner holding the pod's namespaces (the
+    // pause binary never ran); the server's process is in its network,
+    // ipc and uts namespaces, and in a PID namespace of its own.
+    let sandbox_pid = cri.sandbox_pid(&pod).expect("sandbox pid");
+    let server_pid = cri.container_pid(&server).expect("server pid");
+    let cmdline = std::fs::read(format!("/proc/{sandbox_pid}/cmdline")).expect("sandbox cmdline");
+    assert!(
+        String::from_utf8_lossy(&cmdline).contains("wasmbox-runner"),
+        "the sandbox process is not a runner: {}",
+        String::from_utf8_lossy(&cmdline)
+    );
+    let ns = |pid: u32, kind: &str| {
+        std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).expect("ns link")
+    };
+    for kind in ["net", "ipc", "uts"] {
+        assert_eq!(
+            ns(sandbox_pid, kind),
+            ns(server_pid, kind),
+            "{kind} namespace"
+        );
+    }
+    assert_ne!(
+        ns(sandbox_pid, "pid"),
+        ns(server_pid, "pid"),
+        "pid namespace"
+    );
+    assert_ne!(
+        ns(sandbox_pid, "net"),
+        ns(std::process::id(), "net"),
+        "the pod has its own network"
+    );
+
     // One shim serves the sandbox and both containers.
     assert_eq!(shims(&cd).len(), 1, "{:#?}", cd.wasmbox_processes());
     eprintln!(

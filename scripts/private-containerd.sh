@@ -107,20 +107,31 @@ if [[ "$cri" == cri ]]; then
 }
 JSON
 fi
-if [[ "$version" == 2.* && "$cri" == cri ]]; then
-  cat > "$dir/config.toml" <<TOML
-version = 3
-root = "$dir/root"
-state = "$dir/state"
-disabled_plugins = [
-  "io.containerd.nri.v1.nri",
-  "io.containerd.internal.v1.opt",
-  "io.containerd.snapshotter.v1.btrfs",
-  "io.containerd.snapshotter.v1.zfs",
-  "io.containerd.snapshotter.v1.devmapper",
-  "io.containerd.snapshotter.v1.erofs",
-  "io.containerd.differ.v1.erofs",
-]
+# The config: what every version and mode shares, then the CRI plugin's
+# settings when it is on (config version 3 for containerd 2.x, 2 before).
+disabled=(
+  io.containerd.internal.v1.opt
+  io.containerd.snapshotter.v1.btrfs
+  io.containerd.snapshotter.v1.zfs
+  io.containerd.snapshotter.v1.devmapper
+)
+if [[ "$version" == 2.* ]]; then
+  config_version=3
+  disabled+=(io.containerd.nri.v1.nri io.containerd.snapshotter.v1.erofs io.containerd.differ.v1.erofs)
+  [[ "$cri" == cri ]] || disabled+=(io.containerd.grpc.v1.cri io.containerd.cri.v1.runtime io.containerd.cri.v1.images)
+else
+  config_version=2
+  disabled+=(io.containerd.snapshotter.v1.aufs)
+  [[ "$cri" == cri ]] || disabled+=(io.containerd.grpc.v1.cri)
+fi
+{
+  echo "version = $config_version"
+  echo "root = \"$dir/root\""
+  echo "state = \"$dir/state\""
+  echo "disabled_plugins = ["
+  printf '  "%s",\n' "${disabled[@]}"
+  echo "]"
+  cat <<TOML
 [grpc]
   address = "$sock"
 [ttrpc]
@@ -130,6 +141,9 @@ disabled_plugins = [
   level = "debug"
 [metrics]
   address = ""
+TOML
+  if [[ "$cri" == cri && "$config_version" == 3 ]]; then
+    cat <<TOML
 [plugins."io.containerd.grpc.v1.cri"]
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
@@ -146,27 +160,8 @@ disabled_plugins = [
 [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.wasmbox]
   runtime_type = "io.containerd.wasmbox.v1"
 TOML
-elif [[ "$cri" == cri ]]; then
-  cat > "$dir/config.toml" <<TOML
-version = 2
-root = "$dir/root"
-state = "$dir/state"
-disabled_plugins = [
-  "io.containerd.internal.v1.opt",
-  "io.containerd.snapshotter.v1.btrfs",
-  "io.containerd.snapshotter.v1.zfs",
-  "io.containerd.snapshotter.v1.devmapper",
-  "io.containerd.snapshotter.v1.aufs",
-]
-[grpc]
-  address = "$sock"
-[ttrpc]
-  address = "$sock.ttrpc"
-[debug]
-  address = "$dir/debug.sock"
-  level = "debug"
-[metrics]
-  address = ""
+  elif [[ "$cri" == cri ]]; then
+    cat <<TOML
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "$sandbox_image"
   stream_server_address = "127.0.0.1"
@@ -181,57 +176,8 @@ disabled_plugins = [
 [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.wasmbox]
   runtime_type = "io.containerd.wasmbox.v1"
 TOML
-elif [[ "$version" == 2.* ]]; then
-  cat > "$dir/config.toml" <<TOML
-version = 3
-root = "$dir/root"
-state = "$dir/state"
-disabled_plugins = [
-  "io.containerd.grpc.v1.cri",
-  "io.containerd.cri.v1.runtime",
-  "io.containerd.cri.v1.images",
-  "io.containerd.nri.v1.nri",
-  "io.containerd.internal.v1.opt",
-  "io.containerd.snapshotter.v1.btrfs",
-  "io.containerd.snapshotter.v1.zfs",
-  "io.containerd.snapshotter.v1.devmapper",
-  "io.containerd.snapshotter.v1.erofs",
-  "io.containerd.differ.v1.erofs",
-]
-[grpc]
-  address = "$sock"
-[ttrpc]
-  address = "$sock.ttrpc"
-[debug]
-  address = "$dir/debug.sock"
-  level = "debug"
-[metrics]
-  address = ""
-TOML
-else
-  cat > "$dir/config.toml" <<TOML
-version = 2
-root = "$dir/root"
-state = "$dir/state"
-disabled_plugins = [
-  "io.containerd.grpc.v1.cri",
-  "io.containerd.internal.v1.opt",
-  "io.containerd.snapshotter.v1.btrfs",
-  "io.containerd.snapshotter.v1.zfs",
-  "io.containerd.snapshotter.v1.devmapper",
-  "io.containerd.snapshotter.v1.aufs",
-]
-[grpc]
-  address = "$sock"
-[ttrpc]
-  address = "$sock.ttrpc"
-[debug]
-  address = "$dir/debug.sock"
-  level = "debug"
-[metrics]
-  address = ""
-TOML
-fi
+  fi
+} > "$dir/config.toml"
 
 export PATH="$wasmbox_bin:$bin_dir:$PATH"
 export WASMBOX_CACHE_DIR="${WASMBOX_CACHE_DIR:-$dir/wasm-cache}"

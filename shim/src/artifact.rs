@@ -22,7 +22,9 @@ use std::path::{Path, PathBuf};
 use containerd_client::services::v1::containers_client::ContainersClient;
 use containerd_client::services::v1::content_client::ContentClient;
 use containerd_client::services::v1::images_client::ImagesClient;
-use containerd_client::services::v1::{GetContainerRequest, GetImageRequest, ReadContentRequest};
+use containerd_client::services::v1::{
+    GetContainerRequest, GetImageRequest, ReadContentRequest, ReadContentResponse,
+};
 use containerd_client::tonic::metadata::{Ascii, MetadataValue};
 use containerd_client::tonic::transport::Channel;
 use containerd_client::tonic::Request;
@@ -141,6 +143,22 @@ impl ContainerdApi {
         }))
     }
 
+    /// A stream of blob `digest`'s bytes from the content store.
+    async fn read_content(
+        &self,
+        digest: &str,
+    ) -> Result<containerd_client::tonic::Streaming<ReadContentResponse>, String> {
+        Ok(ContentClient::new(self.channel.clone())
+            .read(self.request(ReadContentRequest {
+                digest: digest.to_string(),
+                offset: 0,
+                size: 0,
+            }))
+            .await
+            .map_err(|e| e.message().to_string())?
+            .into_inner())
+    }
+
     /// Reads a small JSON blob (index or manifest) from the content store.
     async fn read_json<T: serde::de::DeserializeOwned>(
         &self,
@@ -148,15 +166,10 @@ impl ContainerdApi {
         image: &str,
     ) -> Result<T, String> {
         let mut bytes = Vec::new();
-        let mut stream = ContentClient::new(self.channel.clone())
-            .read(self.request(ReadContentRequest {
-                digest: digest.to_string(),
-                offset: 0,
-                size: 0,
-            }))
+        let mut stream = self
+            .read_content(digest)
             .await
-            .map_err(|e| format!("image {image}: cannot read {digest}: {}", e.message()))?
-            .into_inner();
+            .map_err(|e| format!("image {image}: cannot read {digest}: {e}"))?;
         while let Some(chunk) = stream
             .message()
             .await
@@ -191,15 +204,7 @@ impl ContainerdApi {
             let mut file = std::fs::File::create(&tmp)
                 .map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
             let mut hasher = Sha256::new();
-            let mut stream = ContentClient::new(self.channel.clone())
-                .read(self.request(ReadContentRequest {
-                    digest: digest.to_string(),
-                    offset: 0,
-                    size: 0,
-                }))
-                .await
-                .map_err(|e| e.message().to_string())?
-                .into_inner();
+            let mut stream = self.read_content(digest).await?;
             while let Some(chunk) = stream
                 .message()
                 .await

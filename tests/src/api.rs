@@ -65,13 +65,7 @@ pub struct ApiRun {
 
 impl Api {
     pub fn connect(address: &Path) -> Self {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("tokio runtime");
-        let channel = runtime
-            .block_on(containerd_client::connect(address))
-            .expect("connect to containerd");
+        let (runtime, channel) = crate::grpc_channel(address);
         Self { runtime, channel }
     }
 
@@ -115,17 +109,7 @@ impl Api {
             serde_json::from_slice(&blobs[&manifest_digest]).expect("manifest json");
 
         self.runtime.block_on(async {
-            let lease = LeasesClient::new(self.channel.clone())
-                .create(request(LeaseRequest {
-                    id: format!("wasmbox-test-import-{}", std::process::id()),
-                    labels: HashMap::new(),
-                }))
-                .await
-                .expect("create a lease")
-                .into_inner()
-                .lease
-                .expect("a lease")
-                .id;
+            let lease = self.create_lease("import").await;
             let write = |digest, bytes, labels| self.write_blob(&lease, digest, bytes, labels);
             let config = manifest["config"]["digest"]
                 .as_str()
@@ -178,15 +162,35 @@ impl Api {
                 .await
                 .expect("create image");
             // The image refers to everything now.
-            LeasesClient::new(self.channel.clone())
-                .delete(request(LeaseDeleteRequest {
-                    id: lease,
-                    sync: false,
-                }))
-                .await
-                .expect("delete the lease");
+            self.delete_lease(lease).await;
         });
         name
+    }
+
+    /// A lease: what is made under it is kept from the garbage collector
+    /// until [`Self::delete_lease`], even before anything refers to it.
+    async fn create_lease(&self, what: &str) -> String {
+        LeasesClient::new(self.channel.clone())
+            .create(request(LeaseRequest {
+                id: format!("wasmbox-test-{what}-{}", std::process::id()),
+                labels: HashMap::new(),
+            }))
+            .await
+            .expect("create a lease")
+            .into_inner()
+            .lease
+            .expect("a lease")
+            .id
+    }
+
+    async fn delete_lease(&self, lease: String) {
+        LeasesClient::new(self.channel.clone())
+            .delete(request(LeaseDeleteRequest {
+                id: lease,
+                sync: false,
+            }))
+            .await
+            .expect("delete the lease");
     }
 
     /// Writes and commits one blob, with `labels`.
@@ -241,44 +245,58 @@ impl Api {
         let mut spec = default_spec.clone();
         spec["process"]["args"] = serde_json::json!(args);
         spec["process"]["terminal"] = serde_json::json!(false);
+        // `ctr oci spec` puts every container in the cgroup /default; tests
+        // of other containerds run at the same time, so give each its own.
+        spec["linux"]["cgroupsPath"] =
+            serde_json::json!(format!("/wasmbox-api-{}-{id}", std::process::id()));
         let stdout = dir.join(format!("{id}.stdout"));
         let stderr = dir.join(format!("{id}.stderr"));
         std::fs::write(&stdout, "").expect("stdout file");
         std::fs::write(&stderr, "").expect("stderr file");
         self.runtime
             .block_on(async {
+                // As ctr and CRI do: the snapshot is made under a lease, or the
+                // collector may take it before the container refers to it.
+                let lease = self.create_lease(id).await;
                 let mut snapshots = SnapshotsClient::new(self.channel.clone());
                 let mounts = snapshots
-                    .prepare(request(PrepareSnapshotRequest {
-                        snapshotter: "overlayfs".to_string(),
-                        key: id.to_string(),
-                        parent: String::new(),
-                        labels: HashMap::new(),
-                    }))
+                    .prepare(leased(
+                        &lease,
+                        PrepareSnapshotRequest {
+                            snapshotter: "overlayfs".to_string(),
+                            key: id.to_string(),
+                            parent: String::new(),
+                            labels: HashMap::new(),
+                        },
+                    ))
                     .await
                     .expect("prepare snapshot")
                     .into_inner()
                     .mounts;
                 let mut containers = ContainersClient::new(self.channel.clone());
                 containers
-                    .create(request(CreateContainerRequest {
-                        container: Some(Container {
-                            id: id.to_string(),
-                            image: image.to_string(),
-                            runtime: Some(Runtime {
-                                name: runtime.to_string(),
-                                options: None,
+                    .create(leased(
+                        &lease,
+                        CreateContainerRequest {
+                            container: Some(Container {
+                                id: id.to_string(),
+                                image: image.to_string(),
+                                runtime: Some(Runtime {
+                                    name: runtime.to_string(),
+                                    options: None,
+                                }),
+                                spec: Some(prost_types::Any {
+                                    type_url:
+                                        "types.containerd.io/opencontainers/runtime-spec/1/Spec"
+                                            .to_string(),
+                                    value: serde_json::to_vec(&spec).expect("spec json"),
+                                }),
+                                snapshotter: "overlayfs".to_string(),
+                                snapshot_key: id.to_string(),
+                                ..Default::default()
                             }),
-                            spec: Some(prost_types::Any {
-                                type_url: "types.containerd.io/opencontainers/runtime-spec/1/Spec"
-                                    .to_string(),
-                                value: serde_json::to_vec(&spec).expect("spec json"),
-                            }),
-                            snapshotter: "overlayfs".to_string(),
-                            snapshot_key: id.to_string(),
-                            ..Default::default()
-                        }),
-                    }))
+                        },
+                    ))
                     .await
                     .expect("create container");
                 let mut tasks = TasksClient::new(self.channel.clone());
@@ -323,13 +341,22 @@ impl Api {
                     .delete(request(DeleteContainerRequest { id: id.to_string() }))
                     .await
                     .expect("delete container");
-                snapshots
+                let removed = snapshots
                     .remove(request(RemoveSnapshotRequest {
                         snapshotter: "overlayfs".to_string(),
                         key: id.to_string(),
                     }))
-                    .await
-                    .expect("remove snapshot");
+                    .await;
+                // Once the container is gone the collector may have taken
+                // the snapshot already; that is the same end.
+                if let Err(e) = removed {
+                    assert_eq!(
+                        e.code(),
+                        containerd_client::tonic::Code::NotFound,
+                        "remove snapshot: {e}"
+                    );
+                }
+                self.delete_lease(lease).await;
                 result
             })
             .map(|exit_status| ApiRun {

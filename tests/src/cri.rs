@@ -22,13 +22,7 @@ pub struct Cri {
 impl Cri {
     /// Connects to the CRI endpoint (containerd's own socket).
     pub fn connect(address: &Path) -> Self {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("tokio runtime");
-        let channel = runtime
-            .block_on(containerd_client::connect(address))
-            .expect("connect to the CRI socket");
+        let (runtime, channel) = crate::grpc_channel(address);
         Self { runtime, channel }
     }
 

@@ -154,19 +154,7 @@ impl Containerd {
 
     /// Packs `wasm` into an image named `name` and imports it.
     pub fn import_wasm_image(&self, wasm: &Path, name: &str, extra: &[&str]) {
-        let tar = self
-            .dir()
-            .join(format!("{}.tar", name.replace(['/', ':'], "_")));
-        let packer = repo_root().join("target/release/wasmbox-image");
-        let out = Command::new(packer)
-            .arg("--wasm")
-            .arg(wasm)
-            .args(["--name", name, "--output"])
-            .arg(&tar)
-            .args(extra)
-            .output()
-            .expect("run wasmbox-image");
-        assert_success(&out, "wasmbox-image");
+        let tar = pack_image(self.dir(), wasm, name, extra);
         self.import_tar(&tar);
     }
 
@@ -487,6 +475,40 @@ pub fn curl_in_netns(pid: u32, args: &[&str]) -> Output {
         .args(args)
         .stdin(Stdio::null());
     output_with_timeout(cmd, Duration::from_secs(30))
+}
+
+/// A single-threaded tokio runtime and a gRPC channel to the containerd
+/// socket at `address`, for the blocking API clients ([`api`], [`cri`]).
+pub fn grpc_channel(
+    address: &Path,
+) -> (
+    tokio::runtime::Runtime,
+    containerd_client::tonic::transport::Channel,
+) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let channel = runtime
+        .block_on(containerd_client::connect(address))
+        .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", address.display()));
+    (runtime, channel)
+}
+
+/// Packs `wasm` with `wasmbox-image` into `DIR/<name>.tar` (`extra` are
+/// more packer flags) and returns the tarball's path.
+pub fn pack_image(dir: &Path, wasm: &Path, name: &str, extra: &[&str]) -> PathBuf {
+    let tar = dir.join(format!("{}.tar", name.replace(['/', ':'], "_")));
+    let out = Command::new(repo_root().join("target/release/wasmbox-image"))
+        .arg("--wasm")
+        .arg(wasm)
+        .args(["--name", name, "--output"])
+        .arg(&tar)
+        .args(extra)
+        .output()
+        .expect("run wasmbox-image");
+    assert_success(&out, "wasmbox-image");
+    tar
 }
 
 /// Panics with stdout and stderr unless `out` succeeded.

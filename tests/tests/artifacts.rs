@@ -19,19 +19,7 @@ use wasmbox_tests::*;
 
 /// Packs `app` as an artifact image; `extra` are more packer flags.
 fn pack(cd: &Containerd, app: &str, name: &str, extra: &[&str]) -> PathBuf {
-    let tar = cd
-        .dir()
-        .join(format!("{}.tar", name.replace(['/', ':'], "_")));
-    let out = Command::new(repo_root().join("target/release/wasmbox-image"))
-        .arg("--wasm")
-        .arg(sample_wasm(app))
-        .args(["--name", name, "--output"])
-        .arg(&tar)
-        .args(extra)
-        .output()
-        .expect("run wasmbox-image");
-    assert_success(&out, "wasmbox-image");
-    tar
+    pack_image(cd.dir(), &sample_wasm(app), name, extra)
 }
 
 /// The spec `ctr oci spec` prints: what a client would start from.

@@ -195,28 +195,25 @@ fn the_listen_address_comes_from_env_or_annotation_and_bad_ones_are_refused() {
         &[],
     );
 
-    let (mut run, _, pid) = serve(
-        &cd,
-        "by-env",
-        &["--env", "WASMBOX_HTTP_ADDR=127.0.0.1:9000"],
-        "127.0.0.1:9000",
-    );
-    let out = curl_in_netns(pid, &["http://127.0.0.1:9000/"]);
-    assert_success(&out, "curl on the env's address");
-    assert_eq!(cd.kill_and_wait(&mut run, "by-env").code(), Some(137));
-
-    let (mut run, _, pid) = serve(
-        &cd,
-        "by-annotation",
-        &["--annotation", "wasmbox.io/http-addr=127.0.0.1:9001"],
-        "127.0.0.1:9001",
-    );
-    let out = curl_in_netns(pid, &["http://127.0.0.1:9001/"]);
-    assert_success(&out, "curl on the annotation's address");
-    assert_eq!(
-        cd.kill_and_wait(&mut run, "by-annotation").code(),
-        Some(137)
-    );
+    for (id, flag, setting, addr) in [
+        (
+            "by-env",
+            "--env",
+            "WASMBOX_HTTP_ADDR=127.0.0.1:9000",
+            "127.0.0.1:9000",
+        ),
+        (
+            "by-annotation",
+            "--annotation",
+            "wasmbox.io/http-addr=127.0.0.1:9001",
+            "127.0.0.1:9001",
+        ),
+    ] {
+        let (mut run, _, pid) = serve(&cd, id, &[flag, setting], addr);
+        let out = curl_in_netns(pid, &[&format!("http://{addr}/")]);
+        assert_success(&out, &format!("curl on the address of {setting}"));
+        assert_eq!(cd.kill_and_wait(&mut run, id).code(), Some(137));
+    }
 
     let out = cd.ctr(&[
         "run",

@@ -66,6 +66,25 @@ fn wait_for_exit(cri: &Cri, id: &str) -> k8s_cri::v1::ContainerStatus {
     status.expect("a status")
 }
 
+/// Creates and starts container `name` of `image` running `command` in the
+/// pod, and waits (at most 60 s) for `ready` in its CRI log.
+fn start_in_pod(
+    cri: &Cri,
+    pod: &str,
+    pod_config: &k8s_cri::v1::PodSandboxConfig,
+    (name, image, command): (&str, &str, &[&str]),
+    ready: impl Fn(&str, &str) -> bool,
+) -> String {
+    let id = cri
+        .create_container(pod, Cri::container_config(name, image, command), pod_config)
+        .unwrap_or_else(|e| panic!("CreateContainer {name}: {e}"));
+    cri.start_container(&id)
+        .unwrap_or_else(|e| panic!("StartContainer {name}: {e}"));
+    let log = Path::new(&pod_config.log_directory).join(format!("{name}.log"));
+    wait_for_log(&log, Duration::from_secs(60), ready);
+    id
+}
+
 fn shims(cd: &Containerd) -> Vec<String> {
     cd.wasmbox_processes()
         .into_iter()
@@ -87,17 +106,11 @@ fn a_pod_of_two_wasm_containers_shares_one_shim_and_one_network() {
     assert!(!pod_ip.is_empty(), "the pod has no IP");
 
     let image = "docker.io/wasmbox/http-echo:latest";
-    let server = cri
-        .create_container(
-            &pod,
-            Cri::container_config("server", image, &["/app.wasm"]),
-            &pod_config,
-        )
-        .expect("CreateContainer server");
-    cri.start_container(&server).expect("StartContainer server");
-    wait_for_log(
-        &logs.join("server.log"),
-        Duration::from_secs(60),
+    let server = start_in_pod(
+        &cri,
+        &pod,
+        &pod_config,
+        ("server", image, &["/app.wasm"]),
         |stream, line| stream == "stderr" && line == "http-echo: listening on 0.0.0.0:8080",
     );
 
@@ -262,21 +275,15 @@ fn a_failing_container_and_one_that_will_not_stop() {
 
     // A wasi:http server with a request in flight drains on SIGTERM; a
     // request that outlasts the stop timeout gets it SIGKILLed.
-    let server = cri
-        .create_container(
-            &pod,
-            Cri::container_config(
-                "server",
-                "docker.io/wasmbox/http-hello:latest",
-                &["/app.wasm"],
-            ),
-            &pod_config,
-        )
-        .expect("CreateContainer server");
-    cri.start_container(&server).expect("StartContainer server");
-    wait_for_log(
-        &logs.join("server.log"),
-        Duration::from_secs(60),
+    let server = start_in_pod(
+        &cri,
+        &pod,
+        &pod_config,
+        (
+            "server",
+            "docker.io/wasmbox/http-hello:latest",
+            &["/app.wasm"],
+        ),
         |_, line| line == "wasmbox: serving /app.wasm (wasi:http) on http://0.0.0.0:8080/",
     );
     let pod_ip = cri.pod_ip(&pod).expect("pod IP");

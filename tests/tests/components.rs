@@ -72,6 +72,19 @@ fn a_command_component_gets_args_env_preopens_and_its_exit_code() {
         cd.log().contains("kind=command-component"),
         "no component in the log"
     );
+
+    // A component with nothing to run (here the smallest valid one) fails
+    // at create, saying so, and leaves nothing behind.
+    let rootfs = rootfs_with(&[("/empty.wasm", b"\0asm\x0d\0\x01\0")]);
+    let out = cd.run_rootfs(rootfs.path(), "p2-empty", &["/empty.wasm"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(
+            "/empty.wasm is a component that exports neither wasi:cli/run nor wasi:http/incoming-handler, so there is nothing to run (it exports nothing)"
+        ),
+        "{}",
+        stderr(&out)
+    );
     cd.assert_nothing_left();
 }
 

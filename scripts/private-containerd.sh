@@ -171,6 +171,8 @@ TOML
   runtime_type = "io.containerd.runc.v2"
 [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.wasmbox]
   runtime_type = "io.containerd.wasmbox.v1"
+  pod_annotations = ["wasmbox.io/*"]
+  container_annotations = ["wasmbox.io/*"]
 TOML
   elif [[ "$cri" == cri ]]; then
     cat <<TOML
@@ -187,6 +189,8 @@ TOML
   runtime_type = "io.containerd.runc.v2"
 [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.wasmbox]
   runtime_type = "io.containerd.wasmbox.v1"
+  pod_annotations = ["wasmbox.io/*"]
+  container_annotations = ["wasmbox.io/*"]
 TOML
   fi
 } > "$dir/config.toml"

@@ -61,6 +61,8 @@ block() {
     echo '[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.wasmbox]'
   fi
   echo '  runtime_type = "io.containerd.wasmbox.v1"'
+  echo '  pod_annotations = ["wasmbox.io/*"]'
+  echo '  container_annotations = ["wasmbox.io/*"]'
   echo "$end"
 }
 

@@ -252,7 +252,12 @@ fn a_failing_container_and_one_that_will_not_stop() {
     let cri = Cri::connect(&cd.address);
     let logs = cd.dir().join("pod-logs");
     std::fs::create_dir_all(&logs).expect("log dir");
-    let pod_config = Cri::pod_config("mixed", &logs);
+    // The pod's annotation sets where its wasi:http servers listen.
+    let mut pod_config = Cri::pod_config("mixed", &logs);
+    pod_config.annotations.insert(
+        "wasmbox.io/http-addr".to_string(),
+        "0.0.0.0:9090".to_string(),
+    );
     let pod = cri.run_pod_sandbox(&pod_config).expect("RunPodSandbox");
 
     // Non-zero exit: code and reason.
@@ -284,7 +289,7 @@ fn a_failing_container_and_one_that_will_not_stop() {
             "docker.io/wasmbox/http-hello:latest",
             &["/app.wasm"],
         ),
-        |_, line| line == "wasmbox: serving /app.wasm (wasi:http) on http://0.0.0.0:8080/",
+        |_, line| line == "wasmbox: serving /app.wasm (wasi:http) on http://0.0.0.0:9090/",
     );
     let pod_ip = cri.pod_ip(&pod).expect("pod IP");
     let mut slow = Command::new("curl")
@@ -292,7 +297,7 @@ fn a_failing_container_and_one_that_will_not_stop() {
             "-sS",
             "--max-time",
             "60",
-            &format!("http://{pod_ip}:8080/slow?ms=50000"),
+            &format!("http://{pod_ip}:9090/slow?ms=50000"),
         ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())

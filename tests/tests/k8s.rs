@@ -125,6 +125,11 @@ fn the_containerd_snippets_name_the_runtime() {
         assert_eq!(config["version"].as_integer(), Some(version));
         let runtime = &config["plugins"][table]["containerd"]["runtimes"]["wasmbox"];
         assert_eq!(
+            runtime["pod_annotations"].as_array().map(|a| a.len()),
+            Some(1),
+            "{file}: wasmbox.io annotations pass through"
+        );
+        assert_eq!(
             runtime["runtime_type"].as_str(),
             Some("io.containerd.wasmbox.v1"),
             "{file}"

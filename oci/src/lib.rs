@@ -25,7 +25,7 @@ pub use plan::{
 };
 pub use wasm::{detect_wasm, WasmKind};
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Where the node-wide cache lives unless `WASMBOX_CACHE_DIR` says
 /// otherwise: compiled modules (written by the runner) and wasm layers
@@ -39,6 +39,22 @@ pub fn cache_dir() -> PathBuf {
     std::env::var_os(CACHE_DIR_ENV)
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(DEFAULT_CACHE_DIR))
+}
+
+/// The extension of the wasm layers in the cache.
+pub const LAYER_EXT: &str = "wasm";
+
+/// Where the cache in `dir` keeps the wasm layer whose sha256 is `hex`.
+pub fn layer_path(dir: &Path, hex: &str) -> PathBuf {
+    dir.join(format!("{hex}.{LAYER_EXT}"))
+}
+
+/// Marks a file of the cache as just used: its mtime is what the cache's
+/// least-recently-used eviction goes by.
+pub fn mark_used(path: &Path) {
+    if let Ok(file) = std::fs::File::options().append(true).open(path) {
+        let _ = file.set_modified(std::time::SystemTime::now());
+    }
 }
 
 impl PlanError {

@@ -32,6 +32,7 @@ use std::time::SystemTime;
 
 use nix::fcntl::{Flock, FlockArg};
 use sha2::{Digest, Sha256};
+use wasmbox_oci::LAYER_EXT;
 use wasmtime::component::Component;
 use wasmtime::{Engine, Module};
 
@@ -41,10 +42,6 @@ pub const CACHE_MAX_ENV: &str = "WASMBOX_CACHE_MAX_BYTES";
 pub const DEFAULT_CACHE_MAX_BYTES: u64 = 2 << 30;
 
 const ENTRY_EXT: &str = "cwasm";
-/// Wasm layers the shim fetched from containerd's content store
-/// (`<sha256>.wasm`) live in the same directory and count against the
-/// same bound.
-const LAYER_EXT: &str = "wasm";
 
 /// How a module was obtained, for the debug log and the tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,10 +223,7 @@ impl ModuleCache {
         // mismatch is treated as a miss.
         match unsafe { T::deserialize_file(engine, entry) } {
             Ok(module) => {
-                // Last use, for eviction.
-                if let Ok(file) = File::options().append(true).open(entry) {
-                    let _ = file.set_modified(SystemTime::now());
-                }
+                wasmbox_oci::mark_used(entry);
                 Some(module)
             }
             Err(e) => {
@@ -284,6 +278,8 @@ impl ModuleCache {
         };
         let mut entries: Vec<(SystemTime, u64, PathBuf)> = dir
             .flatten()
+            // Wasm layers the shim fetched from containerd's content store
+            // live here too and count against the same bound.
             .filter(|e| {
                 e.path()
                     .extension()

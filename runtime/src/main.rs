@@ -22,7 +22,7 @@ use wasmbox_oci::{UserPlan, WasmKind};
 use wasmbox_runtime::cache::ModuleCache;
 use wasmbox_runtime::engine::{new_component_engine, new_engine};
 use wasmbox_runtime::identity::{apply_rlimits, switch_user};
-use wasmbox_runtime::pidns::fork_into_namespace;
+use wasmbox_runtime::pidns::{fork_into_namespace, ParentWatch};
 use wasmbox_runtime::{ExitReason, PreparedGuest};
 
 /// Exit code when the runner itself cannot work (bad invocation, broken pipe).
@@ -111,21 +111,12 @@ fn main() -> ExitCode {
     let prepared = read_plan(&mut control)
         .map_err(|e| format!("cannot read the run plan from the shim: {e}"))
         .and_then(|plan| {
-            let mut parent_watch = None;
-            if args.pid_namespace {
-                // Still one thread: the engine does not exist yet. The
-                // parent hands the pipes and the stdio to the child.
-                let status = &mut status;
-                parent_watch = Some(fork_into_namespace(&[args.control_fd, args.status_fd, 0, 1, 2], |child| {
-                    // The shim moves the child into the container's cgroup
-                    // (it was forked before the runner was moved, perhaps).
-                    let _ = write_child(status, child.as_raw() as u32);
-                    // The guest's failures are reported by the child.
-                    let _ = apply_rlimits(&plan.rlimits);
-                    let _ = switch_user(&plan.user);
-                })
-                .map_err(|e| format!("cannot enter the PID namespace: {e}"))?);
-            }
+            // Still one thread: the engine does not exist yet.
+            let parent_watch = enter_pid_namespace(&args, &mut status, || {
+                // The guest's failures are reported by the child.
+                let _ = apply_rlimits(&plan.rlimits);
+                let _ = switch_user(&plan.user);
+            })?;
             let plan_ms = ms(started);
             let t = Instant::now();
             let engine = match plan.kind {
@@ -152,26 +143,13 @@ fn main() -> ExitCode {
             );
             Ok((guest, details))
         });
-    let guest = match prepared {
-        Ok((guest, details)) => {
-            if write_status(&mut status, Ok(&details)).is_err() {
-                return ExitCode::from(RUNNER_FAILURE);
-            }
-            guest
-        }
-        Err(message) => {
-            let _ = write_status(&mut status, Err(&message));
-            return ExitCode::from(RUNNER_FAILURE);
-        }
+    let guest = match report_ready(&mut status, prepared) {
+        Ok(guest) => guest,
+        Err(code) => return code,
     };
-
-    let mut byte = [0u8; 1];
-    match control.read(&mut byte) {
-        Ok(1) if byte[0] == START => {}
-        // Closed without a start: the task was deleted before it started.
-        _ => return ExitCode::SUCCESS,
+    if !wait_for_start(control) {
+        return ExitCode::SUCCESS;
     }
-    drop(control);
 
     let reason = guest.run();
     if matches!(reason, ExitReason::OutOfMemory(_)) {
@@ -187,35 +165,74 @@ fn main() -> ExitCode {
 /// holds the pod's namespaces (the shim entered or created them before
 /// exec), as `user`, until it is stopped. Inside a PID namespace it is the
 /// child, PID 1, that holds, and SIGTERM ends it as it ends a guest.
-fn hold(args: &Args, user: &UserPlan, mut control: File, mut status: File) -> ExitCode {
-    let prepared = (|| -> Result<(), String> {
-        if args.pid_namespace {
-            let status = &mut status;
-            let watch = fork_into_namespace(&[args.control_fd, args.status_fd, 0, 1, 2], |child| {
-                let _ = write_child(status, child.as_raw() as u32);
-                let _ = switch_user(user);
-            })
-            .map_err(|e| format!("cannot enter the PID namespace: {e}"))?;
-            switch_user(user).map_err(|e| e.to_string())?;
+fn hold(args: &Args, user: &UserPlan, control: File, mut status: File) -> ExitCode {
+    let prepared = enter_pid_namespace(args, &mut status, || {
+        let _ = switch_user(user);
+    })
+    .and_then(|parent_watch| {
+        switch_user(user).map_err(|e| e.to_string())?;
+        if let Some(watch) = &parent_watch {
+            // The switch of user cleared the parent-death signal.
             watch.arm();
-            return Ok(());
         }
-        switch_user(user).map_err(|e| e.to_string())
-    })();
-    if let Err(message) = prepared {
-        let _ = write_status(&mut status, Err(&message));
-        return ExitCode::from(RUNNER_FAILURE);
+        Ok(((), "kind=sandbox".to_string()))
+    });
+    if let Err(code) = report_ready(&mut status, prepared) {
+        return code;
     }
-    if write_status(&mut status, Ok("kind=sandbox")).is_err() {
-        return ExitCode::from(RUNNER_FAILURE);
+    if !wait_for_start(control) {
+        return ExitCode::SUCCESS;
     }
-    let mut byte = [0u8; 1];
-    match control.read(&mut byte) {
-        Ok(1) if byte[0] == START => {}
-        _ => return ExitCode::SUCCESS,
-    }
-    drop(control);
     loop {
         nix::unistd::pause();
     }
+}
+
+/// With `--pid-namespace`, forks so that the child is inside the PID
+/// namespace (the parent never returns from here; see
+/// `wasmbox_runtime::pidns`). The parent names the child on the status pipe
+/// (the shim moves it into the container's cgroup too: it may have been
+/// forked before the runner was moved) and runs `take_identity`, so the
+/// task's process is not root when the guest is not. Must be called while
+/// the process has one thread.
+fn enter_pid_namespace(
+    args: &Args,
+    status: &mut File,
+    take_identity: impl FnOnce(),
+) -> Result<Option<ParentWatch>, String> {
+    if !args.pid_namespace {
+        return Ok(None);
+    }
+    // The parent hands the pipes and the stdio to the child.
+    fork_into_namespace(&[args.control_fd, args.status_fd, 0, 1, 2], |child| {
+        let _ = write_child(status, child.as_raw() as u32);
+        take_identity();
+    })
+    .map(Some)
+    .map_err(|e| format!("cannot enter the PID namespace: {e}"))
+}
+
+/// Tells the shim `ok <details>` or the error; on an error, or when the shim
+/// cannot be told, the exit code to end with.
+fn report_ready<T>(
+    status: &mut File,
+    prepared: Result<(T, String), String>,
+) -> Result<T, ExitCode> {
+    match prepared {
+        Ok((ready, details)) => match write_status(status, Ok(&details)) {
+            Ok(()) => Ok(ready),
+            Err(_) => Err(ExitCode::from(RUNNER_FAILURE)),
+        },
+        Err(message) => {
+            let _ = write_status(status, Err(&message));
+            Err(ExitCode::from(RUNNER_FAILURE))
+        }
+    }
+}
+
+/// Waits for the start byte; false if the control pipe closed without one
+/// (the task was deleted before it started).
+fn wait_for_start(mut control: File) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(control.read(&mut byte), Ok(1) if byte[0] == START)
 }

@@ -125,12 +125,9 @@ impl ContainerdApi {
         }
         let digest = layer.digest().to_string();
         let hex = layer.digest().digest().to_string();
-        let path = store.join(format!("{hex}.wasm"));
+        let path = wasmbox_oci::layer_path(store, &hex);
         if path.is_file() {
-            // Last use, for the cache's eviction.
-            if let Ok(file) = std::fs::File::options().append(true).open(&path) {
-                let _ = file.set_modified(std::time::SystemTime::now());
-            }
+            wasmbox_oci::mark_used(&path);
         } else {
             self.fetch_layer(&digest, &hex, store, &path)
                 .await

@@ -136,7 +136,7 @@ impl Api {
                 manifest_labels,
             )
             .await;
-            let index_digest = format!("sha256:{}", sha256_hex(&index_bytes));
+            let index_digest = format!("sha256:{}", crate::sha256_hex(&index_bytes));
             let index_labels = HashMap::from([(
                 "containerd.io/gc.ref.content.m.0".to_string(),
                 manifest_digest.clone(),
@@ -365,12 +365,4 @@ impl Api {
                 stderr: std::fs::read_to_string(&stderr).unwrap_or_default(),
             })
     }
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }

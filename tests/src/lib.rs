@@ -362,25 +362,19 @@ pub fn output_with_timeout(mut cmd: Command, timeout: Duration) -> Output {
 
 /// Waits for `child` (at most `timeout`) and collects its output.
 pub fn wait_output(mut child: Child, timeout: Duration) -> Output {
-    let stdout = child.stdout.take();
-    let stderr = child.stderr.take();
-    let read = |pipe: Option<std::process::ChildStdout>| {
+    fn read_all(
+        pipe: Option<impl std::io::Read + Send + 'static>,
+    ) -> std::thread::JoinHandle<Vec<u8>> {
         std::thread::spawn(move || {
             let mut buf = Vec::new();
             if let Some(mut p) = pipe {
-                let _ = std::io::Read::read_to_end(&mut p, &mut buf);
+                let _ = p.read_to_end(&mut buf);
             }
             buf
         })
-    };
-    let out_thread = read(stdout);
-    let err_thread = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        if let Some(mut p) = stderr {
-            let _ = std::io::Read::read_to_end(&mut p, &mut buf);
-        }
-        buf
-    });
+    }
+    let out_thread = read_all(child.stdout.take());
+    let err_thread = read_all(child.stderr.take());
     let status = wait_with_timeout(&mut child, timeout);
     Output {
         status,
@@ -469,12 +463,27 @@ impl Lines {
 /// `curl ARGS` run inside the network namespace of process `pid` (a
 /// task's), at most 20 s, as a user would check a server in a container.
 pub fn curl_in_netns(pid: u32, args: &[&str]) -> Output {
+    output_with_timeout(curl_in_netns_command(pid, args), Duration::from_secs(30))
+}
+
+/// The command [`curl_in_netns`] runs, for callers that start it and wait
+/// later (with [`wait_output`]).
+pub fn curl_in_netns_command(pid: u32, args: &[&str]) -> Command {
     let mut cmd = Command::new("nsenter");
     cmd.arg(format!("--net=/proc/{pid}/ns/net"))
         .args(["curl", "-sS", "--max-time", "20"])
         .args(args)
         .stdin(Stdio::null());
-    output_with_timeout(cmd, Duration::from_secs(30))
+    cmd
+}
+
+/// The sha256 of `bytes`, in hex (a digest without its `sha256:`).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// A single-threaded tokio runtime and a gRPC channel to the containerd

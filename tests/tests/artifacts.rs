@@ -237,11 +237,3 @@ fn an_artifact_whose_layer_is_not_wasm_is_refused_naming_the_image() {
     );
     cd.assert_nothing_left();
 }
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}

@@ -158,45 +158,19 @@ fn a_wasi_http_component_is_served_and_drains_on_sigterm() {
 
     // SIGTERM while a request is in flight: it is answered, new connections
     // are refused, and the task exits 0.
-    let mut slow = std::process::Command::new("nsenter")
-        .arg(format!("--net=/proc/{pid}/ns/net"))
-        .args([
-            "curl",
-            "-sS",
-            "--max-time",
-            "20",
-            "http://127.0.0.1:8080/slow?ms=1500",
-        ])
+    let slow = curl_in_netns_command(pid, &["http://127.0.0.1:8080/slow?ms=1500"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn curl");
     logs.wait_for(|l| l.contains("/slow?ms=1500"), Duration::from_secs(10));
     assert_success(&cd.ctr(&["task", "kill", "web"]), "SIGTERM");
-    let slow = wait_output_of(&mut slow);
+    let slow = wait_output(slow, Duration::from_secs(30));
     assert_success(&slow, "the request in flight");
     assert_eq!(stdout(&slow), "slept 1500 ms\n");
     let status = wait_with_timeout(&mut run, Duration::from_secs(10));
     assert_eq!(status.code(), Some(0), "a drained server exits 0");
     cd.assert_nothing_left();
-}
-
-fn wait_output_of(child: &mut Child) -> std::process::Output {
-    let status = wait_with_timeout(child, Duration::from_secs(30));
-    let mut stdout = Vec::new();
-    let mut stderr = Vec::new();
-    use std::io::Read;
-    if let Some(mut out) = child.stdout.take() {
-        let _ = out.read_to_end(&mut stdout);
-    }
-    if let Some(mut err) = child.stderr.take() {
-        let _ = err.read_to_end(&mut stderr);
-    }
-    std::process::Output {
-        status,
-        stdout,
-        stderr,
-    }
 }
 
 #[test]

@@ -5,23 +5,31 @@
 //!   container.
 //! - [`wasm`]: telling a WebAssembly module or component from anything else
 //!   by its bytes, with errors that say what the file is instead.
+//! - [`confine`]: the spec's capabilities, seccomp profile and the rest of
+//!   what the runner drops before the guest runs.
 //! - [`protocol`]: how the shim hands a plan to a runner process and learns
 //!   whether it is ready, over two pipes.
 //! - [`rootfs`]: resolving a path inside a container's rootfs the way the
 //!   container would see it, symlinks included, without escaping it.
 //!
+//! - [`trust`]: whether a cache directory or file could have been written
+//!   by anyone but root.
+//!
 //! Every refusal is a typed [`PlanError`] whose message names the file or the
 //! field and says why, so that `ctr run` can show it to the user as it is.
 
+pub mod confine;
 pub mod plan;
 pub mod protocol;
 pub mod rootfs;
+pub mod trust;
 pub mod wasm;
 
+pub use confine::{confinement_from_spec, CapabilitySets, Confinement};
 pub use plan::{
     load_spec, plan_for_layer, plan_from_bundle, plan_from_spec, LayerModule, Preopen, RlimitPlan,
-    RunPlan, SkippedMount, UserPlan, DEFAULT_ENTRY, DEFAULT_HTTP_ADDR, HTTP_ADDR_ANNOTATION,
-    HTTP_ADDR_ENV,
+    RunPlan, SandboxPlan, SkippedMount, UserPlan, DEFAULT_ENTRY, DEFAULT_HTTP_ADDR,
+    HTTP_ADDR_ANNOTATION, HTTP_ADDR_ENV,
 };
 pub use wasm::{detect_wasm, WasmKind};
 
@@ -120,4 +128,6 @@ pub enum PlanError {
     EntryOnComponent { arg: String, entry: String },
     #[error("process.terminal is true, but wasmbox does not support a terminal yet: run without -t/--tty")]
     TerminalUnsupported,
+    #[error("{field}: {reason}")]
+    Seccomp { field: String, reason: String },
 }

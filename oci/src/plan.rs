@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use oci_spec::runtime::Spec;
 use serde::{Deserialize, Serialize};
 
+use crate::confine::{confinement_from_spec, Confinement};
 use crate::rootfs::{resolve_in_rootfs, ResolveError};
 use crate::wasm::{detect_wasm, WasmKind};
 use crate::PlanError;
@@ -65,6 +66,51 @@ pub struct RunPlan {
     /// var [`HTTP_ADDR_ENV`], else the annotation [`HTTP_ADDR_ANNOTATION`],
     /// else [`DEFAULT_HTTP_ADDR`].
     pub http_addr: SocketAddr,
+    /// What the runner drops before the guest runs, from the spec.
+    pub confinement: Confinement,
+}
+
+/// What a pod sandbox's runner needs: who to hold the namespaces as, and
+/// the spec's confinement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxPlan {
+    pub user: UserPlan,
+    pub rlimits: Vec<RlimitPlan>,
+    pub confinement: Confinement,
+}
+
+impl SandboxPlan {
+    /// The sandbox's user, rlimits and confinement from its spec.
+    pub fn from_spec(spec: &Spec) -> Result<Self, PlanError> {
+        let process = spec.process().as_ref();
+        Ok(Self {
+            user: process.map(user_plan).unwrap_or_default(),
+            rlimits: process.map(rlimit_plans).unwrap_or_default(),
+            confinement: confinement_from_spec(spec)?,
+        })
+    }
+}
+
+fn user_plan(process: &oci_spec::runtime::Process) -> UserPlan {
+    UserPlan {
+        uid: process.user().uid(),
+        gid: process.user().gid(),
+        additional_gids: process.user().additional_gids().clone().unwrap_or_default(),
+    }
+}
+
+fn rlimit_plans(process: &oci_spec::runtime::Process) -> Vec<RlimitPlan> {
+    process
+        .rlimits()
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .map(|r| RlimitPlan {
+            name: r.typ().to_string(),
+            soft: r.soft(),
+            hard: r.hard(),
+        })
+        .collect()
 }
 
 /// The uid, gid and supplementary gids the runner switches to.
@@ -237,23 +283,10 @@ fn plan(spec: &Spec, bundle: &Path, layer: Option<LayerModule<'_>>) -> Result<Ru
         preopens,
         skipped_mounts,
         memory_limit: memory_limit(spec),
-        user: UserPlan {
-            uid: process.user().uid(),
-            gid: process.user().gid(),
-            additional_gids: process.user().additional_gids().clone().unwrap_or_default(),
-        },
-        rlimits: process
-            .rlimits()
-            .as_deref()
-            .unwrap_or_default()
-            .iter()
-            .map(|r| RlimitPlan {
-                name: r.typ().to_string(),
-                soft: r.soft(),
-                hard: r.hard(),
-            })
-            .collect(),
+        user: user_plan(process),
+        rlimits: rlimit_plans(process),
         http_addr,
+        confinement: confinement_from_spec(spec)?,
     })
 }
 

@@ -1,7 +1,8 @@
 //! The pipe protocol between the shim and a runner process.
 //!
 //! The shim starts a runner at Create with two pipes:
-//! - the *control* pipe (shim → runner) carries the [`RunPlan`] as a
+//! - the *control* pipe (shim → runner) carries the [`crate::RunPlan`] (a
+//!   [`crate::SandboxPlan`] for a pod sandbox) as a
 //!   length-prefixed JSON document, and later one [`START`] byte when the
 //!   task is started. If the shim closes it without that byte (the task was
 //!   deleted before it started, or the shim died), the runner exits quietly.
@@ -17,7 +18,8 @@
 
 use std::io::{self, BufRead, Read, Write};
 
-use crate::RunPlan;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 /// The byte that tells a prepared runner to run the guest.
 pub const START: u8 = b'S';
@@ -25,8 +27,9 @@ pub const START: u8 = b'S';
 /// Plans larger than this are refused as corrupt.
 const MAX_PLAN_BYTES: u32 = 64 << 20;
 
-/// Writes `plan` as a length-prefixed JSON document.
-pub fn write_plan(mut w: impl Write, plan: &RunPlan) -> io::Result<()> {
+/// Writes `plan` (a [`crate::RunPlan`], or a [`crate::SandboxPlan`] for a
+/// pod sandbox) as a length-prefixed JSON document.
+pub fn write_plan<T: Serialize>(mut w: impl Write, plan: &T) -> io::Result<()> {
     let json = serde_json::to_vec(plan).map_err(io::Error::other)?;
     let len = u32::try_from(json.len())
         .ok()
@@ -38,7 +41,7 @@ pub fn write_plan(mut w: impl Write, plan: &RunPlan) -> io::Result<()> {
 }
 
 /// Reads a plan written by [`write_plan`].
-pub fn read_plan(mut r: impl Read) -> io::Result<RunPlan> {
+pub fn read_plan<T: DeserializeOwned>(mut r: impl Read) -> io::Result<T> {
     let mut len = [0u8; 4];
     r.read_exact(&mut len)?;
     let len = u32::from_le_bytes(len);
@@ -130,7 +133,7 @@ pub fn read_status_line(r: &mut impl BufRead) -> io::Result<StatusLine> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Preopen, WasmKind};
+    use crate::{Preopen, RunPlan, WasmKind};
 
     #[test]
     fn plan_and_status_round_trip() {
@@ -160,10 +163,15 @@ mod tests {
                 hard: 4096,
             }],
             http_addr: "127.0.0.1:9000".parse().unwrap(),
+            confinement: crate::Confinement {
+                no_new_privileges: true,
+                oom_score_adj: Some(100),
+                ..Default::default()
+            },
         };
         let mut buf = Vec::new();
         write_plan(&mut buf, &plan).unwrap();
-        assert_eq!(read_plan(&buf[..]).unwrap(), plan);
+        assert_eq!(read_plan::<RunPlan>(&buf[..]).unwrap(), plan);
 
         let mut buf = Vec::new();
         write_status(&mut buf, Err("bad\nmodule")).unwrap();

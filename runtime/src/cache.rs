@@ -17,6 +17,11 @@
 //! - **Compile once.** A miss takes an exclusive lock on `<entry>.lock`,
 //!   looks again, and only then compiles: concurrent starts of one module
 //!   compile it once and the others load the result.
+//! - **Trusted or unused.** Entries are native code. The directory, every
+//!   directory above it and each entry must be root's and writable by no
+//!   one else; if not, the cache is not used at all (the module is
+//!   compiled in memory, and the reason logged), and a bad entry is never
+//!   mapped.
 //! - **Bounded.** After a store, the oldest entries (by last use; a hit
 //!   refreshes the entry's mtime) are evicted until the cache is under its
 //!   size limit, `WASMBOX_CACHE_MAX_BYTES` (default 2 GiB). The wasm layers
@@ -26,7 +31,7 @@
 use std::fs::File;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::{Read, Write};
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -52,6 +57,9 @@ pub enum CacheOutcome {
     Compiled,
     /// Compiled now; the entry could not be stored (the reason was logged).
     CompiledUncached,
+    /// Compiled now, in memory: the cache directory or the entry can be
+    /// written by someone other than root, so it is not used at all.
+    Untrusted,
 }
 
 impl CacheOutcome {
@@ -60,13 +68,14 @@ impl CacheOutcome {
             CacheOutcome::Hit => "hit",
             CacheOutcome::Compiled => "compiled",
             CacheOutcome::CompiledUncached => "compiled-uncached",
+            CacheOutcome::Untrusted => "untrusted-cache",
         }
     }
 }
 
 /// What the cache holds: wasmtime's compiled form of a core module or of a
 /// component.
-pub trait Compiled: Sized {
+pub trait Compiled: Sized + Send {
     /// Compiles `wasm` (on every core: the engine compiles in parallel).
     fn compile(engine: &Engine, wasm: &[u8]) -> wasmtime::Result<Self>;
     /// Maps a file that `serialize` wrote.
@@ -148,6 +157,17 @@ impl ModuleCache {
         engine: &Engine,
         wasm: &[u8],
     ) -> wasmtime::Result<(T, CacheOutcome)> {
+        let trusted = self
+            .create_dir()
+            .map_err(|e| e.to_string())
+            .and_then(|()| wasmbox_oci::trust::check_dir(&self.dir));
+        if let Err(reason) = trusted {
+            log::warn!(
+                "not using the compiled cache {}: {reason}; compiling in memory",
+                self.dir.display()
+            );
+            return Ok((compile_scoped(engine, wasm)?, CacheOutcome::Untrusted));
+        }
         let entry = self.entry_path(engine, wasm);
         if let Some(module) = self.load(engine, &entry) {
             return Ok((module, CacheOutcome::Hit));
@@ -164,7 +184,7 @@ impl ModuleCache {
         if let Some(module) = self.load(engine, &entry) {
             return Ok((module, CacheOutcome::Hit));
         }
-        let module = T::compile(engine, wasm)?;
+        let module = compile_scoped(engine, wasm)?;
         let outcome = match self.store(&entry, &module) {
             Ok(()) => {
                 self.evict_beyond_limit(&entry);
@@ -191,6 +211,10 @@ impl ModuleCache {
     /// it is there but bad.
     fn load<T: Compiled>(&self, engine: &Engine, entry: &Path) -> Option<T> {
         let sum_path = checksum_path(entry);
+        if let Err(reason) = wasmbox_oci::trust::check_file(entry) {
+            log::warn!("not mapping cache entry {}: {reason}", entry.display());
+            return None;
+        }
         let expected = match std::fs::read_to_string(&sum_path) {
             Ok(sum) => sum,
             // No checksum: no entry yet, or one being written (the checksum
@@ -212,10 +236,10 @@ impl ModuleCache {
         // SAFETY: `deserialize_file` trusts that the file holds code that
         // wasmtime itself produced, and maps it. Entries in this directory
         // are only written by `store` below, from wasmtime's `serialize` of a
-        // module or component, and
-        // renamed into place whole; the directory is created 0700 and owned
-        // by the user the runner loads modules as (root), so no other user
-        // can plant or change one; the checksum just verified matches what
+        // module or component, and renamed into place whole; the directory,
+        // every directory above it and the entry were just checked to be
+        // root's and writable by nobody else (`wasmbox_oci::trust`), so no other user can plant or change one;
+        // the checksum just verified matches what
         // `store` wrote, so the file is the one it wrote, not a truncated or
         // corrupted copy; and entries are never modified in place, so the
         // mapping stays valid for the life of the module. wasmtime still
@@ -306,6 +330,35 @@ impl ModuleCache {
     }
 }
 
+/// Compiles on worker threads of a pool of its own, and waits for them to
+/// be gone: the runner must be single-threaded again when it confines
+/// itself (capabilities and seccomp filters are per thread).
+fn compile_scoped<T: Compiled>(engine: &Engine, wasm: &[u8]) -> wasmtime::Result<T> {
+    let workers = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let spawned = workers.clone();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .spawn_handler(move |thread| {
+            let handle = std::thread::Builder::new().spawn(|| thread.run())?;
+            spawned
+                .lock()
+                .map_err(|_| std::io::Error::other("poisoned"))?
+                .push(handle);
+            Ok(())
+        })
+        .build();
+    let Ok(pool) = pool else {
+        // No pool: compile on this thread alone.
+        return T::compile(engine, wasm);
+    };
+    let compiled = pool.install(|| T::compile(engine, wasm));
+    drop(pool);
+    let handles = std::mem::take(&mut *workers.lock().unwrap_or_else(|e| e.into_inner()));
+    for handle in handles {
+        let _ = handle.join();
+    }
+    compiled
+}
+
 fn checksum_path(entry: &Path) -> PathBuf {
     entry.with_extension(format!("{ENTRY_EXT}.sha256"))
 }
@@ -313,7 +366,13 @@ fn checksum_path(entry: &Path) -> PathBuf {
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
     let write = || -> std::io::Result<()> {
-        let mut file = File::create(&tmp)?;
+        // Never group- or world-writable, whatever the umask.
+        let mut file = File::options()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o644)
+            .open(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
         std::fs::rename(&tmp, path)

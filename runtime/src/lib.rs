@@ -4,6 +4,8 @@
 //! - [`cache`]: the on-disk compiled-module cache, keyed by the module's
 //!   sha256 and the engine's settings, so a module is compiled once per node.
 //! - [`identity`]: rlimits and the switch to the container's user.
+//! - [`confine`]: the second wall, dropped into before the guest runs:
+//!   empty root, Landlock, capabilities, no_new_privs, seccomp.
 //! - [`stdio`]: the guest's stdout and stderr, which survive a reader going away.
 //! - [`pidns`]: the fork that puts the guest inside a PID namespace.
 //! - [`limits`]: the guest's memory limit, and telling an OOM from a trap.
@@ -16,6 +18,7 @@
 
 pub mod cache;
 pub mod component;
+pub mod confine;
 pub mod engine;
 pub mod guest;
 pub mod http;

@@ -6,7 +6,10 @@
 //! container's stdio on fds 0-2. It reads the plan from the control pipe,
 //! prepares the guest (the module comes from the compiled cache when it can),
 //! reports `ok` or the error on the status pipe, then waits for the start
-//! byte and runs the guest. Its exit code is the task's exit code; see
+//! byte and runs the guest. Between the two it confines itself (see
+//! `wasmbox_runtime::confine`): the guest's first instruction runs in a
+//! process with an empty root, a seccomp allow-list and next to no
+//! capabilities. Its exit code is the task's exit code; see
 //! `wasmbox_runtime::guest` for the list.
 
 use std::fs::File;
@@ -15,13 +18,15 @@ use std::os::fd::{FromRawFd, RawFd};
 use std::process::ExitCode;
 use std::time::Instant;
 
+use nix::unistd::Pid;
 use wasmbox_oci::protocol::{
     read_plan, write_child, write_notice, write_status, OOM_NOTICE, START,
 };
-use wasmbox_oci::{UserPlan, WasmKind};
+use wasmbox_oci::{RunPlan, SandboxPlan, WasmKind};
 use wasmbox_runtime::cache::ModuleCache;
+use wasmbox_runtime::confine::{apply_oom_score_adj, confine_guest, confine_supervisor};
 use wasmbox_runtime::engine::{new_component_engine, new_engine};
-use wasmbox_runtime::identity::{apply_rlimits, switch_user};
+use wasmbox_runtime::identity::apply_rlimits;
 use wasmbox_runtime::pidns::{fork_into_namespace, ParentWatch};
 use wasmbox_runtime::{ExitReason, PreparedGuest};
 
@@ -33,20 +38,28 @@ struct Args {
     status_fd: RawFd,
     /// The shim put us in a PID namespace: fork so the guest is inside it.
     pid_namespace: bool,
-    /// A pod sandbox: hold the namespaces, as this user, until stopped.
-    hold: Option<UserPlan>,
+    /// A pod sandbox: hold the namespaces until stopped; the plan is a
+    /// `SandboxPlan`.
+    sandbox: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut control_fd = None;
     let mut status_fd = None;
     let mut pid_namespace = false;
-    let mut hold = None;
+    let mut sandbox = false;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
-        if flag == "--pid-namespace" {
-            pid_namespace = true;
-            continue;
+        match flag.as_str() {
+            "--pid-namespace" => {
+                pid_namespace = true;
+                continue;
+            }
+            "--sandbox" => {
+                sandbox = true;
+                continue;
+            }
+            _ => {}
         }
         let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
@@ -56,18 +69,6 @@ fn parse_args() -> Result<Args, String> {
             }
             "--control-fd" => control_fd = Some(parse_fd(&value()?)?),
             "--status-fd" => status_fd = Some(parse_fd(&value()?)?),
-            "--hold-as" => {
-                let user = value()?;
-                let (uid, gid) = user
-                    .split_once(':')
-                    .and_then(|(u, g)| Some((u.parse().ok()?, g.parse().ok()?)))
-                    .ok_or_else(|| format!("--hold-as {user:?} must be UID:GID"))?;
-                hold = Some(UserPlan {
-                    uid,
-                    gid,
-                    additional_gids: Vec::new(),
-                });
-            }
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -75,7 +76,7 @@ fn parse_args() -> Result<Args, String> {
         control_fd: control_fd.ok_or("--control-fd is required")?,
         status_fd: status_fd.ok_or("--status-fd is required")?,
         pid_namespace,
-        hold,
+        sandbox,
     })
 }
 
@@ -101,21 +102,21 @@ fn main() -> ExitCode {
     let mut control = unsafe { File::from_raw_fd(args.control_fd) };
     let mut status = unsafe { File::from_raw_fd(args.status_fd) };
 
-    if let Some(user) = &args.hold {
-        return hold(&args, user, control, status);
+    if args.sandbox {
+        return hold(&args, control, status);
     }
 
     // Timestamps of the start path, for the shim's debug log.
     let started = Instant::now();
     let ms = |since: Instant| since.elapsed().as_secs_f64() * 1000.0;
-    let prepared = read_plan(&mut control)
+    let prepared = read_plan::<RunPlan>(&mut control)
         .map_err(|e| format!("cannot read the run plan from the shim: {e}"))
         .and_then(|plan| {
+            apply_oom_score_adj(plan.confinement.oom_score_adj).map_err(|e| e.to_string())?;
             // Still one thread: the engine does not exist yet.
-            let parent_watch = enter_pid_namespace(&args, &mut status, || {
-                // The guest's failures are reported by the child.
-                let _ = apply_rlimits(&plan.rlimits);
-                let _ = switch_user(&plan.user);
+            let parent_watch = enter_pid_namespace(&args, &mut status, |child| {
+                apply_rlimits(&plan.rlimits).map_err(|e| e.to_string())?;
+                confine_supervisor(&plan.confinement, &plan.user, child).map_err(|e| e.to_string())
             })?;
             let plan_ms = ms(started);
             let t = Instant::now();
@@ -129,16 +130,19 @@ fn main() -> ExitCode {
             let guest = PreparedGuest::prepare(&engine, &ModuleCache::from_env(), &plan)
                 .map_err(|e| e.to_string())?;
             let prepare_ms = ms(t);
+            let t = Instant::now();
             apply_rlimits(&plan.rlimits).map_err(|e| e.to_string())?;
-            switch_user(&plan.user).map_err(|e| e.to_string())?;
+            let confined = confine_guest(&plan.confinement, &plan.user, &plan.preopens)
+                .map_err(|e| e.to_string())?;
             if let Some(watch) = &parent_watch {
                 // The switch of user cleared the parent-death signal.
                 watch.arm();
             }
             let details = format!(
-                "kind={} cache={} plan_ms={plan_ms:.2} engine_ms={engine_ms:.2} prepare_ms={prepare_ms:.2} total_ms={:.2}",
+                "kind={} cache={} plan_ms={plan_ms:.2} engine_ms={engine_ms:.2} prepare_ms={prepare_ms:.2} confine_ms={:.2} total_ms={:.2} confined={confined}",
                 guest.kind().as_str(),
                 guest.cache_outcome.as_str(),
+                ms(t),
                 ms(started)
             );
             Ok((guest, details))
@@ -163,20 +167,27 @@ fn main() -> ExitCode {
 
 /// A pod sandbox (CRI's pause container): no guest, only a process that
 /// holds the pod's namespaces (the shim entered or created them before
-/// exec), as `user`, until it is stopped. Inside a PID namespace it is the
-/// child, PID 1, that holds, and SIGTERM ends it as it ends a guest.
-fn hold(args: &Args, user: &UserPlan, control: File, mut status: File) -> ExitCode {
-    let prepared = enter_pid_namespace(args, &mut status, || {
-        let _ = switch_user(user);
-    })
-    .and_then(|parent_watch| {
-        switch_user(user).map_err(|e| e.to_string())?;
-        if let Some(watch) = &parent_watch {
-            // The switch of user cleared the parent-death signal.
-            watch.arm();
-        }
-        Ok(((), "kind=sandbox".to_string()))
-    });
+/// exec), as the sandbox's user and confined like a guest, until it is
+/// stopped. Inside a PID namespace it is the child, PID 1, that holds, and
+/// SIGTERM ends it as it ends a guest.
+fn hold(args: &Args, mut control: File, mut status: File) -> ExitCode {
+    let prepared = read_plan::<SandboxPlan>(&mut control)
+        .map_err(|e| format!("cannot read the sandbox plan from the shim: {e}"))
+        .and_then(|plan| {
+            apply_oom_score_adj(plan.confinement.oom_score_adj).map_err(|e| e.to_string())?;
+            let parent_watch = enter_pid_namespace(args, &mut status, |child| {
+                apply_rlimits(&plan.rlimits).map_err(|e| e.to_string())?;
+                confine_supervisor(&plan.confinement, &plan.user, child).map_err(|e| e.to_string())
+            })?;
+            apply_rlimits(&plan.rlimits).map_err(|e| e.to_string())?;
+            let confined =
+                confine_guest(&plan.confinement, &plan.user, &[]).map_err(|e| e.to_string())?;
+            if let Some(watch) = &parent_watch {
+                // The switch of user cleared the parent-death signal.
+                watch.arm();
+            }
+            Ok(((), format!("kind=sandbox confined={confined}")))
+        });
     if let Err(code) = report_ready(&mut status, prepared) {
         return code;
     }
@@ -192,21 +203,26 @@ fn hold(args: &Args, user: &UserPlan, control: File, mut status: File) -> ExitCo
 /// namespace (the parent never returns from here; see
 /// `wasmbox_runtime::pidns`). The parent names the child on the status pipe
 /// (the shim moves it into the container's cgroup too: it may have been
-/// forked before the runner was moved) and runs `take_identity`, so the
-/// task's process is not root when the guest is not. Must be called while
-/// the process has one thread.
+/// forked before the runner was moved) and runs `confine_parent`, so the
+/// task's process is not root when the guest is not and can do no more
+/// than supervise. If that fails, the parent reports it, kills the child
+/// and exits. Must be called while the process has one thread.
 fn enter_pid_namespace(
     args: &Args,
     status: &mut File,
-    take_identity: impl FnOnce(),
+    confine_parent: impl FnOnce(Pid) -> Result<(), String>,
 ) -> Result<Option<ParentWatch>, String> {
     if !args.pid_namespace {
         return Ok(None);
     }
     // The parent hands the pipes and the stdio to the child.
     fork_into_namespace(&[args.control_fd, args.status_fd, 0, 1, 2], |child| {
-        let _ = write_child(status, child.as_raw() as u32);
-        take_identity();
+        let _ = write_child(&mut *status, child.as_raw() as u32);
+        if let Err(message) = confine_parent(child) {
+            let _ = write_status(&mut *status, Err(&message));
+            let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+            std::process::exit(i32::from(RUNNER_FAILURE));
+        }
     })
     .map(Some)
     .map_err(|e| format!("cannot enter the PID namespace: {e}"))

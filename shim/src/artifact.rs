@@ -16,7 +16,7 @@
 //! rootfs, so classic images never pay for the round trips.
 
 use std::io::Write;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use containerd_client::services::v1::containers_client::ContainersClient;
@@ -126,7 +126,7 @@ impl ContainerdApi {
         let digest = layer.digest().to_string();
         let hex = layer.digest().digest().to_string();
         let path = wasmbox_oci::layer_path(store, &hex);
-        if path.is_file() {
+        if wasmbox_oci::trust::check_file(&path).is_ok() {
             wasmbox_oci::mark_used(&path);
         } else {
             self.fetch_layer(&digest, &hex, store, &path)
@@ -198,7 +198,12 @@ impl ContainerdApi {
             .map_err(|e| format!("cannot create {}: {e}", store.display()))?;
         let tmp = store.join(format!("{hex}.wasm.tmp.{}", std::process::id()));
         let result = async {
-            let mut file = std::fs::File::create(&tmp)
+            let mut file = std::fs::File::options()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o644)
+                .open(&tmp)
                 .map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
             let mut hasher = Sha256::new();
             let mut stream = self.read_content(digest).await?;

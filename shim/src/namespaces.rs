@@ -14,6 +14,9 @@
 //!
 //! A new network namespace gets its loopback interface up, as under runc.
 //!
+//! A new mount namespace is always made, whatever the spec says: the
+//! runner changes its root there (see `wasmbox_runtime::confine::root`).
+//!
 //! User and time namespaces are left out on purpose: a user namespace would
 //! need id mappings a WASI guest cannot observe, and WASI clocks are the
 //! host's. Both are logged.
@@ -66,6 +69,10 @@ impl NamespacePlan {
                 None => create |= flag,
             }
         }
+        // Always a mount namespace of the runner's own, even when the spec
+        // has none or names one to join: the runner pivots into an empty
+        // root there, which must never change anyone else's view.
+        create |= libc::CLONE_NEWNS;
         Ok(Self { join, create })
     }
 

@@ -13,15 +13,16 @@ use std::process::{Command, Stdio};
 use std::io::BufReader;
 use std::sync::mpsc::Sender;
 use wasmbox_oci::protocol::{read_status_line, write_plan, StatusLine};
-use wasmbox_oci::RunPlan;
+use wasmbox_oci::{RunPlan, SandboxPlan};
 
 use crate::exits::{ExitReceiver, ExitRegistry};
 use crate::namespaces::NamespacePlan;
 
 /// Environment variable that points at another runner binary.
 const RUNNER_ENV: &str = "WASMBOX_RUNNER";
-/// Passed through to the runner: where the compiled-module cache lives.
-const PASSED_ENV: &[&str] = &["WASMBOX_CACHE_DIR"];
+/// Passed through to the runner: where the compiled-module cache lives,
+/// and whether its seccomp filters log what they deny.
+const PASSED_ENV: &[&str] = &["WASMBOX_CACHE_DIR", "WASMBOX_SECCOMP_LOG"];
 
 /// The runner binary: `$WASMBOX_RUNNER`, or `wasmbox-runner` next to the shim.
 fn runner_path() -> std::io::Result<PathBuf> {
@@ -35,8 +36,8 @@ fn runner_path() -> std::io::Result<PathBuf> {
 pub enum RunnerMode<'a> {
     /// Run this plan's guest.
     Guest(&'a RunPlan),
-    /// A pod sandbox: hold the pod's namespaces, as this uid and gid.
-    Sandbox { uid: u32, gid: u32 },
+    /// A pod sandbox: hold the pod's namespaces, as its plan says.
+    Sandbox(&'a SandboxPlan),
 }
 
 /// A runner that has loaded its guest and waits to be started.
@@ -63,14 +64,20 @@ pub struct RunnerStdio {
     pub stderr: Stdio,
 }
 
+/// What goes down the control pipe first.
+enum PlanToSend {
+    Guest(Box<RunPlan>),
+    Sandbox(SandboxPlan),
+}
+
 /// A runner that was started and has its plan on the way, not yet ready.
 pub struct SpawnedRunner {
     pub pid: u32,
     exit: ExitReceiver,
     control: OwnedFd,
     status: OwnedFd,
-    /// The plan to hand over; none for a sandbox.
-    plan: Option<RunPlan>,
+    /// The plan to hand over, as the runner reads it.
+    plan: PlanToSend,
     /// Whether the runner forks into a PID namespace (and so names a child).
     forks: bool,
 }
@@ -97,12 +104,7 @@ pub fn spawn(
         .arg("--status-fd")
         .arg(status_write.as_raw_fd().to_string())
         .args(namespaces.has_pid_namespace().then_some("--pid-namespace"))
-        .args(match &mode {
-            RunnerMode::Sandbox { uid, gid } => {
-                vec!["--hold-as".to_string(), format!("{uid}:{gid}")]
-            }
-            RunnerMode::Guest(_) => Vec::new(),
-        })
+        .args(matches!(mode, RunnerMode::Sandbox(_)).then_some("--sandbox"))
         .env_clear()
         .envs(
             PASSED_ENV
@@ -137,8 +139,8 @@ pub fn spawn(
         control: control_write,
         status: status_read,
         plan: match mode {
-            RunnerMode::Guest(plan) => Some(plan.clone()),
-            RunnerMode::Sandbox { .. } => None,
+            RunnerMode::Guest(plan) => PlanToSend::Guest(Box::new(plan.clone())),
+            RunnerMode::Sandbox(plan) => PlanToSend::Sandbox(plan.clone()),
         },
         forks: namespaces.has_pid_namespace(),
     })
@@ -166,10 +168,11 @@ impl SpawnedRunner {
         } = self;
         let ready = tokio::task::spawn_blocking(move || {
             let mut control = File::from(control);
-            if let Some(plan) = &plan {
-                write_plan(&mut control, plan)
-                    .map_err(|e| format!("cannot hand the run plan to the runner: {e}"))?;
+            match &plan {
+                PlanToSend::Guest(plan) => write_plan(&mut control, plan.as_ref()),
+                PlanToSend::Sandbox(plan) => write_plan(&mut control, plan),
             }
+            .map_err(|e| format!("cannot hand the run plan to the runner: {e}"))?;
             let mut notices = BufReader::new(File::from(status));
             let mut details = None;
             let mut guest_pid = None;

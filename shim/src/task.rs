@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -213,8 +214,27 @@ impl TaskService {
         let api = ContainerdApi::connect(&self.inner.containerd_address, &self.inner.namespace)
             .await
             .map_err(|e| format!("{not_in_rootfs} (and its image cannot be read: {e})"))?;
+        // The layer is what the container runs: keep it in the node cache
+        // only if no one but root can write there, else in the bundle.
+        let cache = wasmbox_oci::cache_dir();
+        let store = match std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&cache)
+            .map_err(|e| e.to_string())
+            .and_then(|()| wasmbox_oci::trust::check_dir(&cache))
+        {
+            Ok(()) => cache,
+            Err(reason) => {
+                log::warn!(
+                    "container {id}: not keeping its wasm layer in {}: {reason}; using the bundle",
+                    cache.display()
+                );
+                bundle.to_path_buf()
+            }
+        };
         let layer = api
-            .wasm_layer(id, &wasmbox_oci::cache_dir())
+            .wasm_layer(id, &store)
             .await
             .map_err(|e| format!("{not_in_rootfs} (and its image cannot be used: {e})"))?
             .ok_or_else(|| not_in_rootfs.to_string())?;
@@ -348,8 +368,15 @@ impl Task for TaskService {
 
         let spec = wasmbox_oci::load_spec(&bundle)
             .map_err(|e| cleanup(error(Code::INVALID_ARGUMENT, e)))?;
-        let sandbox = is_sandbox(&spec);
-        let plan = if sandbox {
+        let sandbox = if is_sandbox(&spec) {
+            Some(
+                wasmbox_oci::SandboxPlan::from_spec(&spec)
+                    .map_err(|e| cleanup(error(Code::INVALID_ARGUMENT, e)))?,
+            )
+        } else {
+            None
+        };
+        let plan = if sandbox.is_some() {
             None
         } else {
             Some(match wasmbox_oci::plan_from_spec(&spec, &bundle) {
@@ -361,15 +388,10 @@ impl Task for TaskService {
                 Err(e) => return Err(cleanup(error(Code::INVALID_ARGUMENT, e))),
             })
         };
-        let mode = match &plan {
-            Some(plan) => RunnerMode::Guest(plan),
-            None => {
-                let user = spec.process().as_ref().map(|p| p.user());
-                RunnerMode::Sandbox {
-                    uid: user.map(|u| u.uid()).unwrap_or(0),
-                    gid: user.map(|u| u.gid()).unwrap_or(0),
-                }
-            }
+        let mode = match (&plan, &sandbox) {
+            (Some(plan), _) => RunnerMode::Guest(plan),
+            (None, Some(sandbox)) => RunnerMode::Sandbox(sandbox),
+            (None, None) => unreachable!("a container is a guest or a sandbox"),
         };
         for skipped in plan.iter().flat_map(|plan| &plan.skipped_mounts) {
             log::info!(

@@ -1,0 +1,481 @@
+//! Seccomp filters, built with libseccomp: the spec's profile
+//! (`linux.seccomp`, as runc applies it) and wasmbox's own allow-lists,
+//! one for a runner that runs a guest (or holds a pod's namespaces) and a
+//! much shorter one for the PID-namespace parent that only supervises.
+//!
+//! The allow-lists name what wasmtime, wasmtime-wasi, tokio, hyper and
+//! glibc call once the guest runs: memory, threads, futexes, clocks, file
+//! I/O through already-open descriptors and `*at` calls, and sockets of
+//! the internet families. Everything else gets EPERM: a probe by a library
+//! (io_uring, say) then fails softly and falls back, exactly as under
+//! Docker's default profile, and an attacker who has escaped wasmtime gets
+//! nothing from the call either way. A kill would add nothing but crashed
+//! tenants. `clone3` gets ENOSYS so glibc falls back to `clone`, whose
+//! flags a filter can read; `clone` may not create namespaces.
+
+use libseccomp::{
+    ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
+};
+use nix::libc;
+use oci_spec::runtime::{LinuxSeccomp, LinuxSeccompAction, LinuxSeccompFilterFlag};
+use oci_spec::runtime::{LinuxSeccompArg, LinuxSeccompOperator};
+
+use super::ConfineError;
+
+/// Set in the shim's environment, wasmbox's filters log every call they
+/// deny to the kernel's audit log; they deny the same calls.
+pub const LOG_ENV: &str = "WASMBOX_SECCOMP_LOG";
+
+/// Calls a running guest's runner makes, allowed without conditions.
+const GUEST_SYSCALLS: &[&str] = &[
+    // Memory.
+    "brk",
+    "mmap",
+    "munmap",
+    "mprotect",
+    "madvise",
+    "mremap",
+    "msync",
+    "mincore",
+    "memfd_create",
+    "membarrier",
+    // Threads, futexes, signals to itself (tgkill is conditioned below).
+    "set_robust_list",
+    "get_robust_list",
+    "rseq",
+    "futex",
+    "futex_waitv",
+    "sched_yield",
+    "sched_getaffinity",
+    "gettid",
+    "getpid",
+    "getppid",
+    "exit",
+    "exit_group",
+    "rt_sigaction",
+    "rt_sigprocmask",
+    "rt_sigreturn",
+    "rt_sigsuspend",
+    "rt_sigtimedwait",
+    "sigaltstack",
+    "restart_syscall",
+    "pause",
+    "set_tid_address",
+    // Identity, read only.
+    "getuid",
+    "geteuid",
+    "getgid",
+    "getegid",
+    "getgroups",
+    "getresuid",
+    "getresgid",
+    // Time and randomness.
+    "clock_gettime",
+    "clock_getres",
+    "clock_nanosleep",
+    "nanosleep",
+    "gettimeofday",
+    "time",
+    "getrandom",
+    "getcpu",
+    "uname",
+    "getrusage",
+    "sysinfo",
+    // Descriptors and readiness.
+    "read",
+    "write",
+    "readv",
+    "writev",
+    "pread64",
+    "pwrite64",
+    "preadv",
+    "pwritev",
+    "preadv2",
+    "pwritev2",
+    "lseek",
+    "close",
+    "close_range",
+    "fcntl",
+    "dup",
+    "dup2",
+    "dup3",
+    "pipe",
+    "pipe2",
+    "eventfd",
+    "eventfd2",
+    "epoll_create",
+    "epoll_create1",
+    "epoll_ctl",
+    "epoll_wait",
+    "epoll_pwait",
+    "epoll_pwait2",
+    "poll",
+    "ppoll",
+    "select",
+    "pselect6",
+    "timerfd_create",
+    "timerfd_settime",
+    "timerfd_gettime",
+    "sendfile",
+    "splice",
+    "copy_file_range",
+    // Files, inside the preopens (the root is empty; Landlock and the
+    // read-only mounts decide the rest). No chmod, chown or mknod: WASI has
+    // none of them.
+    "openat",
+    "openat2",
+    "open",
+    "newfstatat",
+    "fstat",
+    "stat",
+    "lstat",
+    "statx",
+    "getdents64",
+    "getdents",
+    "mkdirat",
+    "mkdir",
+    "unlinkat",
+    "unlink",
+    "rmdir",
+    "renameat",
+    "renameat2",
+    "rename",
+    "linkat",
+    "link",
+    "symlinkat",
+    "symlink",
+    "readlinkat",
+    "readlink",
+    "faccessat",
+    "faccessat2",
+    "access",
+    "utimensat",
+    "fsync",
+    "fdatasync",
+    "ftruncate",
+    "fallocate",
+    "fadvise64",
+    "fstatfs",
+    "statfs",
+    "getcwd",
+    // Sockets that exist (socket itself is conditioned below).
+    "bind",
+    "listen",
+    "accept",
+    "accept4",
+    "connect",
+    "getsockname",
+    "getpeername",
+    "setsockopt",
+    "getsockopt",
+    "sendto",
+    "recvfrom",
+    "sendmsg",
+    "recvmsg",
+    "sendmmsg",
+    "recvmmsg",
+    "shutdown",
+];
+
+/// The PID-namespace parent waits for its child and passes signals on.
+const SUPERVISOR_SYSCALLS: &[&str] = &[
+    "wait4",
+    "waitid",
+    "rt_sigaction",
+    "rt_sigprocmask",
+    "rt_sigreturn",
+    "sigaltstack",
+    "restart_syscall",
+    "exit",
+    "exit_group",
+    "close",
+    "read",
+    "write",
+    "getpid",
+    "gettid",
+    "brk",
+    "mmap",
+    "munmap",
+    "madvise",
+    "mprotect",
+    "futex",
+    "clock_gettime",
+];
+
+/// Namespace flags `clone` may not carry.
+const NAMESPACE_FLAGS: u64 = (libc::CLONE_NEWNS
+    | libc::CLONE_NEWUSER
+    | libc::CLONE_NEWPID
+    | libc::CLONE_NEWNET
+    | libc::CLONE_NEWIPC
+    | libc::CLONE_NEWUTS
+    | libc::CLONE_NEWCGROUP
+    | libc::CLONE_NEWTIME) as u64;
+
+/// ioctls of a WASI host: non-blocking and close-on-exec toggles, bytes
+/// readable, and whether stdio is a terminal. Not TIOCSTI, not anything
+/// that configures a device.
+const IOCTLS: &[u64] = &[
+    libc::FIONBIO,
+    libc::FIONREAD,
+    libc::FIOCLEX,
+    libc::FIONCLEX,
+    libc::TCGETS,
+    libc::TIOCGWINSZ,
+];
+
+/// prctl options the runtime uses: thread names, the VMA names glibc
+/// gives its arenas, and the parent-death signal.
+const PRCTL_OPTIONS: &[u64] = &[
+    libc::PR_SET_NAME as u64,
+    libc::PR_GET_NAME as u64,
+    libc::PR_SET_VMA as u64,
+    libc::PR_GET_DUMPABLE as u64,
+    // The PID-namespace child re-arms its parent-death signal after the
+    // switch of user, which clears it.
+    libc::PR_SET_PDEATHSIG as u64,
+];
+
+fn filter_error(what: impl Into<String>, e: libseccomp::error::SeccompError) -> ConfineError {
+    ConfineError::Seccomp {
+        what: what.into(),
+        reason: e.to_string(),
+    }
+}
+
+fn eq(arg: u32, value: u64) -> ScmpArgCompare {
+    ScmpArgCompare::new(arg, ScmpCompareOp::Equal, value)
+}
+
+/// The filter for a runner that runs a guest or holds a pod's namespaces,
+/// whose pid is `pid` (signals only to itself).
+pub fn guest_filter(pid: i32) -> Result<ScmpFilterContext, ConfineError> {
+    let mut filter = allow_list(SUPERVISOR_SYSCALLS.iter().chain(GUEST_SYSCALLS))?;
+    let mut rule = |name: &str, action: ScmpAction, args: &[ScmpArgCompare]| {
+        add(&mut filter, name, action, args)
+    };
+    rule("tgkill", ScmpAction::Allow, &[eq(0, pid as u64)])?;
+    rule(
+        "clone",
+        ScmpAction::Allow,
+        &[ScmpArgCompare::new(
+            0,
+            ScmpCompareOp::MaskedEqual(NAMESPACE_FLAGS),
+            0,
+        )],
+    )?;
+    rule("clone3", ScmpAction::Errno(libc::ENOSYS), &[])?;
+    for ioctl in IOCTLS {
+        rule("ioctl", ScmpAction::Allow, &[eq(1, *ioctl)])?;
+    }
+    for option in PRCTL_OPTIONS {
+        rule("prctl", ScmpAction::Allow, &[eq(0, *option)])?;
+    }
+    // getrlimit only: prlimit64 on itself without a new limit.
+    rule("prlimit64", ScmpAction::Allow, &[eq(0, 0), eq(2, 0)])?;
+    // A further filter may be stacked (the spec's, loaded after this one);
+    // a filter can only take away.
+    rule(
+        "seccomp",
+        ScmpAction::Allow,
+        &[eq(0, libc::SECCOMP_SET_MODE_FILTER as u64)],
+    )?;
+    for family in [libc::AF_INET, libc::AF_INET6] {
+        for kind in [libc::SOCK_STREAM, libc::SOCK_DGRAM] {
+            rule(
+                "socket",
+                ScmpAction::Allow,
+                &[
+                    eq(0, family as u64),
+                    ScmpArgCompare::new(1, ScmpCompareOp::MaskedEqual(0xf), kind as u64),
+                ],
+            )?;
+        }
+    }
+    // An unnamed pair: tokio's signal driver wakes itself through one.
+    rule(
+        "socketpair",
+        ScmpAction::Allow,
+        &[eq(0, libc::AF_UNIX as u64)],
+    )?;
+    // Route netlink, read only without CAP_NET_ADMIN: glibc's getaddrinfo
+    // asks it which address families are configured.
+    rule(
+        "socket",
+        ScmpAction::Allow,
+        &[
+            eq(0, libc::AF_NETLINK as u64),
+            eq(2, libc::NETLINK_ROUTE as u64),
+        ],
+    )?;
+    Ok(filter)
+}
+
+/// The filter for the PID-namespace parent of `child`.
+pub fn supervisor_filter(child: i32) -> Result<ScmpFilterContext, ConfineError> {
+    let mut filter = allow_list(SUPERVISOR_SYSCALLS.iter())?;
+    add(
+        &mut filter,
+        "kill",
+        ScmpAction::Allow,
+        &[eq(0, child as u64)],
+    )?;
+    // raise(): a signal to itself, to die as the child died.
+    let own = nix::unistd::getpid().as_raw() as u64;
+    add(&mut filter, "tgkill", ScmpAction::Allow, &[eq(0, own)])?;
+    Ok(filter)
+}
+
+fn allow_list<'a>(
+    names: impl Iterator<Item = &'a &'a str>,
+) -> Result<ScmpFilterContext, ConfineError> {
+    let mut filter = ScmpFilterContext::new(ScmpAction::Errno(libc::EPERM))
+        .map_err(|e| filter_error("wasmbox's filter", e))?;
+    // The caller sets no_new_privs itself, before the first filter.
+    filter
+        .set_ctl_nnp(false)
+        .map_err(|e| filter_error("wasmbox's filter", e))?;
+    if std::env::var_os(LOG_ENV).is_some() {
+        // Denials go to the kernel's audit log (dmesg: type=1326).
+        filter
+            .set_ctl_log(true)
+            .map_err(|e| filter_error("wasmbox's filter", e))?;
+    }
+    for name in names {
+        add(&mut filter, name, ScmpAction::Allow, &[])?;
+    }
+    Ok(filter)
+}
+
+/// Adds one rule; a name this architecture does not have (`open` on
+/// aarch64, say) is skipped.
+fn add(
+    filter: &mut ScmpFilterContext,
+    name: &str,
+    action: ScmpAction,
+    args: &[ScmpArgCompare],
+) -> Result<(), ConfineError> {
+    let Ok(syscall) = ScmpSyscall::from_name(name) else {
+        return Ok(());
+    };
+    filter
+        .add_rule_conditional(action, syscall, args)
+        .map(|_| ())
+        .map_err(|e| filter_error(format!("wasmbox's rule for {name}"), e))
+}
+
+/// The spec's `linux.seccomp`, as runc builds it: rules whose action is
+/// the default are dropped (libseccomp refuses them), names this kernel's
+/// libseccomp does not know are skipped with a log line, and conditions on
+/// the same argument become separate rules (libseccomp cannot AND them).
+pub fn spec_filter(seccomp: &LinuxSeccomp) -> Result<ScmpFilterContext, ConfineError> {
+    let field_error = |field: String, e: libseccomp::error::SeccompError| ConfineError::Seccomp {
+        what: field,
+        reason: e.to_string(),
+    };
+    let default = action(seccomp.default_action(), seccomp.default_errno_ret());
+    let mut filter = ScmpFilterContext::new(default)
+        .map_err(|e| field_error("linux.seccomp.defaultAction".into(), e))?;
+    filter
+        .set_ctl_nnp(false)
+        .map_err(|e| field_error("linux.seccomp".into(), e))?;
+    for arch in seccomp.architectures().iter().flatten() {
+        let name = arch.to_string();
+        let Ok(arch) = name.parse::<ScmpArch>() else {
+            return Err(ConfineError::Seccomp {
+                what: format!("linux.seccomp.architectures {name}"),
+                reason: "libseccomp does not know this architecture".into(),
+            });
+        };
+        filter
+            .add_arch(arch)
+            .map_err(|e| field_error(format!("linux.seccomp.architectures {name}"), e))?;
+    }
+    for flag in seccomp.flags().iter().flatten() {
+        let set = match flag {
+            LinuxSeccompFilterFlag::SeccompFilterFlagLog => filter.set_ctl_log(true),
+            LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => filter.set_ctl_ssb(true),
+            LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => {
+                filter.set_ctl_waitkill(true)
+            }
+            // The runner is one thread when it loads filters.
+            LinuxSeccompFilterFlag::SeccompFilterFlagTsync => Ok(&mut filter),
+        };
+        set.map(|_| ())
+            .map_err(|e| field_error(format!("linux.seccomp.flags {flag}"), e))?;
+    }
+    for (index, rule) in seccomp.syscalls().iter().flatten().enumerate() {
+        let rule_action = action(rule.action(), rule.errno_ret());
+        if rule_action == default {
+            continue;
+        }
+        let args = rule.args().clone().unwrap_or_default();
+        let conditions = condition_sets(&args);
+        for name in rule.names() {
+            let Ok(syscall) = ScmpSyscall::from_name(name) else {
+                log::debug!("linux.seccomp.syscalls[{index}]: unknown system call {name:?} skipped, as runc does");
+                continue;
+            };
+            for set in &conditions {
+                filter
+                    .add_rule_conditional(rule_action, syscall, set)
+                    .map_err(|e| {
+                        field_error(format!("linux.seccomp.syscalls[{index}] {name}"), e)
+                    })?;
+            }
+        }
+    }
+    Ok(filter)
+}
+
+fn action(action: LinuxSeccompAction, errno_ret: Option<u32>) -> ScmpAction {
+    let errno = errno_ret.map(|e| e as i32).unwrap_or(libc::EPERM);
+    match action {
+        LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => {
+            ScmpAction::KillThread
+        }
+        LinuxSeccompAction::ScmpActKillProcess => ScmpAction::KillProcess,
+        LinuxSeccompAction::ScmpActTrap => ScmpAction::Trap,
+        LinuxSeccompAction::ScmpActErrno => ScmpAction::Errno(errno),
+        LinuxSeccompAction::ScmpActTrace => ScmpAction::Trace(errno as u16),
+        LinuxSeccompAction::ScmpActLog => ScmpAction::Log,
+        LinuxSeccompAction::ScmpActAllow => ScmpAction::Allow,
+        // Refused when the plan was made (wasmbox_oci::confine).
+        LinuxSeccompAction::ScmpActNotify => ScmpAction::Errno(libc::ENOSYS),
+    }
+}
+
+/// All conditions in one rule (AND), unless two name the same argument:
+/// then one rule per condition (OR), as runc does.
+fn condition_sets(args: &[LinuxSeccompArg]) -> Vec<Vec<ScmpArgCompare>> {
+    let compares: Vec<ScmpArgCompare> = args.iter().map(compare).collect();
+    let mut indexes: Vec<usize> = args.iter().map(|a| a.index()).collect();
+    indexes.sort();
+    indexes.dedup();
+    if indexes.len() == args.len() {
+        vec![compares]
+    } else {
+        compares.into_iter().map(|c| vec![c]).collect()
+    }
+}
+
+fn compare(arg: &LinuxSeccompArg) -> ScmpArgCompare {
+    let op = match arg.op() {
+        LinuxSeccompOperator::ScmpCmpNe => ScmpCompareOp::NotEqual,
+        LinuxSeccompOperator::ScmpCmpLt => ScmpCompareOp::Less,
+        LinuxSeccompOperator::ScmpCmpLe => ScmpCompareOp::LessOrEqual,
+        LinuxSeccompOperator::ScmpCmpEq => ScmpCompareOp::Equal,
+        LinuxSeccompOperator::ScmpCmpGe => ScmpCompareOp::GreaterEqual,
+        LinuxSeccompOperator::ScmpCmpGt => ScmpCompareOp::Greater,
+        // For a masked compare, `value` is the mask and `valueTwo` the
+        // value, as in the runtime spec and runc.
+        LinuxSeccompOperator::ScmpCmpMaskedEq => {
+            return ScmpArgCompare::new(
+                arg.index() as u32,
+                ScmpCompareOp::MaskedEqual(arg.value()),
+                arg.value_two().unwrap_or(0),
+            )
+        }
+    };
+    ScmpArgCompare::new(arg.index() as u32, op, arg.value())
+}

@@ -64,7 +64,10 @@ fn main() {
         std::fs::write(&secret, "the host's").unwrap();
 
         let mut command = Command::new(std::env::current_exe().unwrap());
-        command.env(SUBJECT_ENV, uid.to_string()).arg(&preopen).arg(&secret);
+        command
+            .env(SUBJECT_ENV, uid.to_string())
+            .arg(&preopen)
+            .arg(&secret);
         // SAFETY: unshare takes only flags; nothing is allocated.
         unsafe {
             command.pre_exec(|| {
@@ -81,7 +84,10 @@ fn main() {
         eprint!("{}", String::from_utf8_lossy(&out.stderr));
         let confined = text.lines().any(|l| l.starts_with("confined: "));
         if !confined || !out.status.success() {
-            failed.push(format!("uid {uid}: the subject did not confine itself ({})", out.status));
+            failed.push(format!(
+                "uid {uid}: the subject did not confine itself ({})",
+                out.status
+            ));
             continue;
         }
         for (attempt, expected) in expectations() {
@@ -89,11 +95,16 @@ fn main() {
                 .lines()
                 .find(|l| l.starts_with(&format!("{attempt}: ")))
                 .unwrap_or("");
-            let got = line.split_once(": ").map(|(_, got)| got).unwrap_or("missing");
+            let got = line
+                .split_once(": ")
+                .map(|(_, got)| got)
+                .unwrap_or("missing");
             if expected.iter().any(|e| got == *e) {
                 passed += 1;
             } else {
-                failed.push(format!("uid {uid}: {attempt}: got {got}, expected {expected:?}"));
+                failed.push(format!(
+                    "uid {uid}: {attempt}: got {got}, expected {expected:?}"
+                ));
             }
         }
     }
@@ -274,7 +285,12 @@ fn subject(uid: u32, preopen: &Path, secret: &Path) {
         );
         report(
             "open_by_handle_at (shocker)",
-            libc::syscall(libc::SYS_open_by_handle_at, libc::AT_FDCWD, 0, libc::O_RDONLY),
+            libc::syscall(
+                libc::SYS_open_by_handle_at,
+                libc::AT_FDCWD,
+                0,
+                libc::O_RDONLY,
+            ),
         );
         report("bpf", libc::syscall(libc::SYS_bpf, 0, 0, 0));
         report("keyctl", libc::syscall(libc::SYS_keyctl, 0, 0, 0, 0, 0));

@@ -243,7 +243,16 @@ fn filter_error(what: impl Into<String>, e: libseccomp::error::SeccompError) -> 
     }
 }
 
+/// `arg == value` for an argument the kernel takes as a 32-bit int: the
+/// upper half of its register is whatever the caller left there, so only
+/// the lower half is compared (as the kernel reads it).
 fn eq(arg: u32, value: u64) -> ScmpArgCompare {
+    ScmpArgCompare::new(arg, ScmpCompareOp::MaskedEqual(0xffff_ffff), value)
+}
+
+/// `arg == value` on the whole 64-bit argument (ioctl requests: a value
+/// with stray upper bits that the kernel would truncate must not match).
+fn eq64(arg: u32, value: u64) -> ScmpArgCompare {
     ScmpArgCompare::new(arg, ScmpCompareOp::Equal, value)
 }
 
@@ -251,6 +260,7 @@ fn eq(arg: u32, value: u64) -> ScmpArgCompare {
 /// whose pid is `pid` (signals only to itself).
 pub fn guest_filter(pid: i32) -> Result<ScmpFilterContext, ConfineError> {
     let mut filter = allow_list(SUPERVISOR_SYSCALLS.iter().chain(GUEST_SYSCALLS))?;
+    allow_stacking(&mut filter)?;
     let mut rule = |name: &str, action: ScmpAction, args: &[ScmpArgCompare]| {
         add(&mut filter, name, action, args)
     };
@@ -266,20 +276,13 @@ pub fn guest_filter(pid: i32) -> Result<ScmpFilterContext, ConfineError> {
     )?;
     rule("clone3", ScmpAction::Errno(libc::ENOSYS), &[])?;
     for ioctl in IOCTLS {
-        rule("ioctl", ScmpAction::Allow, &[eq(1, *ioctl)])?;
+        rule("ioctl", ScmpAction::Allow, &[eq64(1, *ioctl)])?;
     }
     for option in PRCTL_OPTIONS {
         rule("prctl", ScmpAction::Allow, &[eq(0, *option)])?;
     }
     // getrlimit only: prlimit64 on itself without a new limit.
-    rule("prlimit64", ScmpAction::Allow, &[eq(0, 0), eq(2, 0)])?;
-    // A further filter may be stacked (the spec's, loaded after this one);
-    // a filter can only take away.
-    rule(
-        "seccomp",
-        ScmpAction::Allow,
-        &[eq(0, libc::SECCOMP_SET_MODE_FILTER as u64)],
-    )?;
+    rule("prlimit64", ScmpAction::Allow, &[eq(0, 0), eq64(2, 0)])?;
     for family in [libc::AF_INET, libc::AF_INET6] {
         for kind in [libc::SOCK_STREAM, libc::SOCK_DGRAM] {
             rule(
@@ -323,12 +326,40 @@ pub fn supervisor_filter(child: i32) -> Result<ScmpFilterContext, ConfineError> 
     // raise(): a signal to itself, to die as the child died.
     let own = nix::unistd::getpid().as_raw() as u64;
     add(&mut filter, "tgkill", ScmpAction::Allow, &[eq(0, own)])?;
+    allow_stacking(&mut filter)?;
     Ok(filter)
+}
+
+/// A further filter may be stacked (the spec's, loaded after this one): a
+/// filter can only take away.
+fn allow_stacking(filter: &mut ScmpFilterContext) -> Result<(), ConfineError> {
+    // libseccomp also asks which actions the kernel has when it loads.
+    for op in [
+        libc::SECCOMP_SET_MODE_FILTER,
+        libc::SECCOMP_GET_ACTION_AVAIL,
+        libc::SECCOMP_GET_NOTIF_SIZES,
+    ] {
+        add(filter, "seccomp", ScmpAction::Allow, &[eq(0, op as u64)])?;
+    }
+    add(
+        filter,
+        "prctl",
+        ScmpAction::Allow,
+        &[
+            eq(0, libc::PR_SET_SECCOMP as u64),
+            eq(1, libc::SECCOMP_MODE_FILTER as u64),
+        ],
+    )?;
+    Ok(())
 }
 
 fn allow_list<'a>(
     names: impl Iterator<Item = &'a &'a str>,
 ) -> Result<ScmpFilterContext, ConfineError> {
+    // libseccomp probes the kernel's seccomp API once, lazily; have it do
+    // so now, while nothing filters its probes, not when a second filter
+    // is loaded under this one.
+    let _ = libseccomp::get_api();
     let mut filter = ScmpFilterContext::new(ScmpAction::Errno(libc::EPERM))
         .map_err(|e| filter_error("wasmbox's filter", e))?;
     // The caller sets no_new_privs itself, before the first filter.

@@ -1,0 +1,259 @@
+//! The runner's second wall, seen from outside as an operator would see
+//! it: `/proc/<pid>/status` and `/proc/<pid>/root` of a wasm guest beside
+//! a runc container made with the same ctr flags, a planted cache, and
+//! specs the runner must refuse.
+
+use std::collections::HashMap;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::time::Duration;
+
+use wasmbox_tests::{
+    assert_success, read_sample, repo_root, rootfs_with, sample_wasm, stderr, stdout, wait_until,
+    Containerd, RUNTIME,
+};
+
+const RUNC: &str = "io.containerd.runc.v2";
+
+/// The fields of `/proc/<pid>/status` that say how confined a process is.
+fn confinement_of(pid: u32) -> HashMap<String, String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(k, _)| ["CapEff", "CapBnd", "CapPrm", "NoNewPrivs", "Seccomp", "Uid"].contains(k))
+        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+        .collect()
+}
+
+fn caps(hex: &str) -> u64 {
+    u64::from_str_radix(hex, 16).unwrap()
+}
+
+fn parent_of(pid: u32) -> u32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+    after_comm.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+fn start_detached(cd: &Containerd, runtime: &str, flags: &[&str], image: &str, id: &str) -> u32 {
+    let mut args = vec!["run", "-d", "--runtime", runtime];
+    args.extend_from_slice(flags);
+    args.extend_from_slice(&[image, id]);
+    assert_success(&cd.ctr(&args), &format!("ctr run -d {id}"));
+    wait_until(&format!("{id} to run"), Duration::from_secs(20), || {
+        cd.task_has_status(id, "RUNNING")
+    });
+    cd.task_pid(id)
+}
+
+#[test]
+fn a_guest_is_confined_like_a_runc_container_and_tighter() {
+    let cd = Containerd::start();
+    cd.import_wasm_image(
+        &sample_wasm("sleeper"),
+        "docker.io/wasmbox/sleeper:test",
+        &[],
+    );
+    cd.import_tar(&repo_root().join("target/images/pause.tar"));
+    // A host file the guest must not see through /proc/<pid>/root.
+    let marker = tempfile::Builder::new()
+        .prefix("wasmbox-host-marker-")
+        .tempfile_in("/tmp")
+        .unwrap();
+    let marker_name = marker.path().file_name().unwrap().to_owned();
+
+    let cases: [(&str, &[&str]); 2] = [
+        ("default", &[]),
+        (
+            "seccomp",
+            &[
+                "--seccomp",
+                "--cap-drop",
+                "CAP_NET_RAW",
+                "--cap-drop",
+                "CAP_DAC_OVERRIDE",
+            ],
+        ),
+    ];
+    println!("| ctr flags | | CapEff | CapBnd | NoNewPrivs | Seccomp | host files through /proc/PID/root |");
+    println!("|---|---|---|---|---|---|---|");
+    for (name, flags) in cases {
+        let wasm_id = format!("wasm-{name}");
+        let runc_id = format!("runc-{name}");
+        let wasm = start_detached(
+            &cd,
+            RUNTIME,
+            flags,
+            "docker.io/wasmbox/sleeper:test",
+            &wasm_id,
+        );
+        let runc = start_detached(&cd, RUNC, flags, "docker.io/wasmbox/pause:latest", &runc_id);
+        let w = confinement_of(wasm);
+        let r = confinement_of(runc);
+        let host_visible = |pid: u32| {
+            std::fs::read_dir(format!("/proc/{pid}/root/tmp"))
+                .map(|d| d.flatten().any(|e| e.file_name() == marker_name))
+                .unwrap_or(false)
+        };
+        for (who, status, pid) in [("runc", &r, runc), ("wasmbox", &w, wasm)] {
+            println!(
+                "| {name} {flags:?} | {who} | {} | {} | {} | {} | {} |",
+                status["CapEff"],
+                status["CapBnd"],
+                status["NoNewPrivs"],
+                status["Seccomp"],
+                if host_visible(pid) {
+                    "reachable"
+                } else {
+                    "not reachable"
+                }
+            );
+        }
+        assert_eq!(
+            caps(&w["CapEff"]) & !caps(&r["CapEff"]),
+            0,
+            "{name}: CapEff {} is not within runc's {}",
+            w["CapEff"],
+            r["CapEff"]
+        );
+        assert_eq!(
+            caps(&w["CapBnd"]) & !caps(&r["CapBnd"]),
+            0,
+            "{name}: CapBnd {} is not within runc's {}",
+            w["CapBnd"],
+            r["CapBnd"]
+        );
+        assert!(w["NoNewPrivs"] >= r["NoNewPrivs"], "{name}: {w:?} vs {r:?}");
+        assert_eq!(w["Seccomp"], "2", "{name}: {w:?}");
+        assert!(!host_visible(wasm), "{name}: the host's /tmp is reachable");
+        assert!(
+            std::fs::metadata(format!("/proc/{wasm}/root/etc")).is_err(),
+            "{name}: the guest's root has an /etc"
+        );
+        // The runner that stayed outside the PID namespace to supervise.
+        let supervisor = parent_of(wasm);
+        let s = confinement_of(supervisor);
+        assert_eq!(
+            (
+                s["CapEff"].as_str(),
+                s["CapBnd"].as_str(),
+                s["Seccomp"].as_str()
+            ),
+            ("0000000000000000", "0000000000000000", "2"),
+            "{name}: the supervising runner {supervisor}: {s:?}"
+        );
+        assert!(
+            !host_visible(supervisor),
+            "{name}: supervisor sees the host"
+        );
+        cd.remove_detached(&wasm_id);
+        cd.remove_detached(&runc_id);
+    }
+    cd.assert_nothing_left();
+}
+
+#[test]
+fn an_untrusted_cache_is_never_mapped_and_the_guest_still_runs() {
+    let cd = Containerd::start();
+    let rootfs = rootfs_with(&[("/app.wasm", &read_sample("hello"))]);
+    let run = |id: &str| {
+        let out = cd.run_rootfs(rootfs.path(), id, &["/app.wasm"]);
+        assert_success(&out, id);
+        assert!(
+            stdout(&out).contains("Hello from a wasmbox container!"),
+            "{id}"
+        );
+    };
+    let outcome = |id: &str| {
+        let log = cd.log();
+        let line = log
+            .lines()
+            .find(|l| l.contains(&format!("container {id}: create path")))
+            .unwrap_or_else(|| panic!("no create-path line for {id}"))
+            .to_string();
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix("cache="))
+            .unwrap_or("none")
+            .to_string()
+    };
+    run("trust1");
+    assert_eq!(outcome("trust1"), "compiled");
+    let entry = cd.cache_entries().pop().expect("a cache entry");
+
+    // A world-writable cache directory: anyone could have planted code.
+    std::fs::set_permissions(&cd.cache_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    run("trust2");
+    assert_eq!(outcome("trust2"), "untrusted-cache");
+    std::fs::set_permissions(&cd.cache_dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+
+    // An entry owned by another user is not mapped: it is compiled again
+    // and replaced by root's own.
+    std::os::unix::fs::chown(&entry, Some(1000), Some(1000)).unwrap();
+    run("trust3");
+    assert_eq!(outcome("trust3"), "compiled");
+    assert_eq!(std::fs::metadata(&entry).unwrap().uid(), 0);
+    run("trust4");
+    assert_eq!(outcome("trust4"), "hit");
+    cd.assert_nothing_left();
+}
+
+#[test]
+fn specs_the_runner_cannot_honour_fail_create_and_leave_nothing() {
+    let cd = Containerd::start();
+    let rootfs = rootfs_with(&[("/app.wasm", &read_sample("hello"))]);
+    let root = rootfs.path().to_str().unwrap();
+
+    // A Localhost-style profile file that does not parse: ctr (like CRI)
+    // reads it before anything reaches containerd, and names it.
+    let profile = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(profile.path(), "{ not json").unwrap();
+    let profile_path = profile.path().to_str().unwrap();
+    let out = cd.ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        "--seccomp",
+        "--seccomp-profile",
+        profile_path,
+        "--rootfs",
+        root,
+        "badprofile",
+        "/app.wasm",
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains(profile_path), "{}", stderr(&out));
+
+    // An AppArmor profile on a node without AppArmor: runc's write of it
+    // fails, and so does the runner, naming the field.
+    if !std::path::Path::new("/sys/module/apparmor/parameters/enabled").exists() {
+        let out = cd.ctr(&[
+            "run",
+            "--rm",
+            "--runtime",
+            RUNTIME,
+            "--apparmor-profile",
+            "wasmbox-test",
+            "--rootfs",
+            root,
+            "badaa",
+            "/app.wasm",
+        ]);
+        assert!(!out.status.success());
+        let err = stderr(&out);
+        if err.contains("flag provided but not defined") {
+            println!(
+                "skipped: this ctr ({}) has no --apparmor-profile",
+                cd.version
+            );
+            cd.assert_nothing_left();
+            return;
+        }
+        assert!(
+            err.contains("process.apparmorProfile \"wasmbox-test\"")
+                && err.contains("AppArmor is not enabled"),
+            "{err}"
+        );
+    }
+    cd.assert_nothing_left();
+}

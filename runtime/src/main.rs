@@ -24,7 +24,7 @@ use wasmbox_oci::protocol::{
 };
 use wasmbox_oci::{RunPlan, SandboxPlan, WasmKind};
 use wasmbox_runtime::cache::ModuleCache;
-use wasmbox_runtime::confine::{apply_oom_score_adj, confine_guest, confine_supervisor};
+use wasmbox_runtime::confine::{before_fork, confine_guest, confine_supervisor};
 use wasmbox_runtime::engine::{new_component_engine, new_engine};
 use wasmbox_runtime::identity::apply_rlimits;
 use wasmbox_runtime::pidns::{fork_into_namespace, ParentWatch};
@@ -112,7 +112,7 @@ fn main() -> ExitCode {
     let prepared = read_plan::<RunPlan>(&mut control)
         .map_err(|e| format!("cannot read the run plan from the shim: {e}"))
         .and_then(|plan| {
-            apply_oom_score_adj(plan.confinement.oom_score_adj).map_err(|e| e.to_string())?;
+            before_fork(&plan.confinement).map_err(|e| e.to_string())?;
             // Still one thread: the engine does not exist yet.
             let parent_watch = enter_pid_namespace(&args, &mut status, |child| {
                 apply_rlimits(&plan.rlimits).map_err(|e| e.to_string())?;
@@ -174,7 +174,7 @@ fn hold(args: &Args, mut control: File, mut status: File) -> ExitCode {
     let prepared = read_plan::<SandboxPlan>(&mut control)
         .map_err(|e| format!("cannot read the sandbox plan from the shim: {e}"))
         .and_then(|plan| {
-            apply_oom_score_adj(plan.confinement.oom_score_adj).map_err(|e| e.to_string())?;
+            before_fork(&plan.confinement).map_err(|e| e.to_string())?;
             let parent_watch = enter_pid_namespace(args, &mut status, |child| {
                 apply_rlimits(&plan.rlimits).map_err(|e| e.to_string())?;
                 confine_supervisor(&plan.confinement, &plan.user, child).map_err(|e| e.to_string())

@@ -9,7 +9,8 @@
 //! - runs under `no_new_privs`, with wasmbox's own seccomp allow-list and
 //!   the spec's profile stacked on it ([`seccomp`]);
 //! - runs as the spec's user, with its rlimits and `oomScoreAdj`, and
-//!   under its AppArmor profile where AppArmor is on ([`apparmor`]).
+//!   under its AppArmor profile where AppArmor is on ([`apparmor`]; both
+//!   applied by [`before_fork`]).
 //!
 //! The order matters: everything that needs a path of the host (AppArmor
 //! through /proc, the preopens) or a capability (mounts, rlimits, the user
@@ -57,7 +58,6 @@ pub fn confine_guest(
     preopens: &[Preopen],
 ) -> Result<String, ConfineError> {
     ensure_single_threaded()?;
-    apparmor::apply(confinement.apparmor_profile.as_deref())?;
     let spec_filter = confinement
         .seccomp
         .as_ref()
@@ -88,8 +88,11 @@ pub fn confine_supervisor(
     user: &UserPlan,
     child: nix::unistd::Pid,
 ) -> Result<(), ConfineError> {
-    ensure_single_threaded()?;
-    apparmor::apply(confinement.apparmor_profile.as_deref())?;
+    // No thread count here: the parent is what a fork of a one-threaded
+    // process left, and it must not read /proc, which vanishes from its
+    // view whenever the child pivots into the empty root (they share a
+    // mount namespace and run concurrently). Every step below is a plain
+    // system call.
     let spec_filter = confinement
         .seccomp
         .as_ref()
@@ -106,9 +109,13 @@ pub fn confine_supervisor(
     Ok(())
 }
 
-/// Applies `process.oomScoreAdj`, as runc does for the container's init.
-pub fn apply_oom_score_adj(value: Option<i32>) -> Result<(), ConfineError> {
-    let Some(value) = value else {
+/// What is applied once, before the runner forks into its PID namespace
+/// (both processes inherit it) and while /proc is still in view:
+/// `process.oomScoreAdj`, as runc writes it for the container's init, and
+/// `process.apparmorProfile`.
+pub fn before_fork(confinement: &Confinement) -> Result<(), ConfineError> {
+    apparmor::apply(confinement.apparmor_profile.as_deref())?;
+    let Some(value) = confinement.oom_score_adj else {
         return Ok(());
     };
     std::fs::write("/proc/self/oom_score_adj", value.to_string()).map_err(|e| {

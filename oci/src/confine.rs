@@ -27,7 +27,7 @@ pub struct CapabilitySets {
 }
 
 /// The spec's part of a runner's confinement.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Confinement {
     pub capabilities: CapabilitySets,
     /// `process.noNewPrivileges`. The runner sets the bit anyway: it never
@@ -40,9 +40,6 @@ pub struct Confinement {
     /// `process.apparmorProfile`.
     pub apparmor_profile: Option<String>,
 }
-
-// `LinuxSeccomp` has no `Eq`; the plan's equality is field by field.
-impl Eq for Confinement {}
 
 /// Reads the confinement fields of `spec`.
 pub fn confinement_from_spec(spec: &Spec) -> Result<Confinement, PlanError> {

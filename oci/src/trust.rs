@@ -3,11 +3,23 @@
 //! runs. Both are trusted only if no one but root (the user the shim and
 //! the runner load them as) could have written them.
 
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::Path;
 
 /// Root: the user the shim writes the cache as and the runner loads it as.
 const OWNER: u32 = 0;
+
+/// Makes `dir` (0700, with its parents) if it is missing, then checks it
+/// as [`check_dir`] does: the node cache, before the runner maps from it
+/// or the shim stores a layer in it.
+pub fn ensure_dir(dir: &Path) -> Result<(), String> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| format!("cannot create it: {e}"))?;
+    check_dir(dir)
+}
 
 /// A directory whose compiled code the runner will map: it and every
 /// directory above it must be root's

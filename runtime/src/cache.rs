@@ -31,7 +31,7 @@
 use std::fs::File;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::{Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -157,11 +157,7 @@ impl ModuleCache {
         engine: &Engine,
         wasm: &[u8],
     ) -> wasmtime::Result<(T, CacheOutcome)> {
-        let trusted = self
-            .create_dir()
-            .map_err(|e| e.to_string())
-            .and_then(|()| wasmbox_oci::trust::check_dir(&self.dir));
-        if let Err(reason) = trusted {
+        if let Err(reason) = wasmbox_oci::trust::ensure_dir(&self.dir) {
             log::warn!(
                 "not using the compiled cache {}: {reason}; compiling in memory",
                 self.dir.display()
@@ -262,7 +258,6 @@ impl ModuleCache {
     }
 
     fn lock(&self, entry: &Path) -> std::io::Result<Flock<File>> {
-        self.create_dir()?;
         let file = File::options()
             .create(true)
             .truncate(false)
@@ -271,15 +266,7 @@ impl ModuleCache {
         Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| errno.into())
     }
 
-    fn create_dir(&self) -> std::io::Result<()> {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&self.dir)
-    }
-
     fn store(&self, entry: &Path, module: &impl Compiled) -> wasmtime::Result<()> {
-        self.create_dir()?;
         let bytes = module.serialize()?;
         let sum = hex(&Sha256::digest(&bytes));
         write_atomically(entry, &bytes)?;

@@ -33,11 +33,21 @@ fn runner_path() -> std::io::Result<PathBuf> {
 }
 
 /// What a runner is started for.
-pub enum RunnerMode<'a> {
+pub enum RunnerMode {
     /// Run this plan's guest.
-    Guest(&'a RunPlan),
+    Guest(Box<RunPlan>),
     /// A pod sandbox: hold the pod's namespaces, as its plan says.
-    Sandbox(&'a SandboxPlan),
+    Sandbox(SandboxPlan),
+}
+
+impl RunnerMode {
+    /// What the runner runs, for the log.
+    pub fn describe(&self) -> &str {
+        match self {
+            RunnerMode::Guest(plan) => &plan.module_guest_path,
+            RunnerMode::Sandbox(_) => "the pod sandbox",
+        }
+    }
 }
 
 /// A runner that has loaded its guest and waits to be started.
@@ -64,12 +74,6 @@ pub struct RunnerStdio {
     pub stderr: Stdio,
 }
 
-/// What goes down the control pipe first.
-enum PlanToSend {
-    Guest(Box<RunPlan>),
-    Sandbox(SandboxPlan),
-}
-
 /// A runner that was started and has its plan on the way, not yet ready.
 pub struct SpawnedRunner {
     pub pid: u32,
@@ -77,7 +81,7 @@ pub struct SpawnedRunner {
     control: OwnedFd,
     status: OwnedFd,
     /// The plan to hand over, as the runner reads it.
-    plan: PlanToSend,
+    plan: RunnerMode,
     /// Whether the runner forks into a PID namespace (and so names a child).
     forks: bool,
 }
@@ -86,7 +90,7 @@ pub struct SpawnedRunner {
 /// in the container's cgroup; [`SpawnedRunner::ready`] waits for it.
 pub fn spawn(
     id: &str,
-    mode: RunnerMode<'_>,
+    mode: RunnerMode,
     stdio: RunnerStdio,
     exits: &ExitRegistry,
     namespaces: &NamespacePlan,
@@ -138,10 +142,7 @@ pub fn spawn(
         exit,
         control: control_write,
         status: status_read,
-        plan: match mode {
-            RunnerMode::Guest(plan) => PlanToSend::Guest(Box::new(plan.clone())),
-            RunnerMode::Sandbox(plan) => PlanToSend::Sandbox(plan.clone()),
-        },
+        plan: mode,
         forks: namespaces.has_pid_namespace(),
     })
 }
@@ -169,8 +170,8 @@ impl SpawnedRunner {
         let ready = tokio::task::spawn_blocking(move || {
             let mut control = File::from(control);
             match &plan {
-                PlanToSend::Guest(plan) => write_plan(&mut control, plan.as_ref()),
-                PlanToSend::Sandbox(plan) => write_plan(&mut control, plan),
+                RunnerMode::Guest(plan) => write_plan(&mut control, plan.as_ref()),
+                RunnerMode::Sandbox(plan) => write_plan(&mut control, plan),
             }
             .map_err(|e| format!("cannot hand the run plan to the runner: {e}"))?;
             let mut notices = BufReader::new(File::from(status));

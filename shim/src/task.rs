@@ -7,7 +7,6 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -217,13 +216,7 @@ impl TaskService {
         // The layer is what the container runs: keep it in the node cache
         // only if no one but root can write there, else in the bundle.
         let cache = wasmbox_oci::cache_dir();
-        let store = match std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&cache)
-            .map_err(|e| e.to_string())
-            .and_then(|()| wasmbox_oci::trust::check_dir(&cache))
-        {
+        let store = match wasmbox_oci::trust::ensure_dir(&cache) {
             Ok(()) => cache,
             Err(reason) => {
                 log::warn!(
@@ -368,32 +361,28 @@ impl Task for TaskService {
 
         let spec = wasmbox_oci::load_spec(&bundle)
             .map_err(|e| cleanup(error(Code::INVALID_ARGUMENT, e)))?;
-        let sandbox = if is_sandbox(&spec) {
-            Some(
+        let mode = if is_sandbox(&spec) {
+            RunnerMode::Sandbox(
                 wasmbox_oci::SandboxPlan::from_spec(&spec)
                     .map_err(|e| cleanup(error(Code::INVALID_ARGUMENT, e)))?,
             )
         } else {
-            None
+            RunnerMode::Guest(Box::new(
+                match wasmbox_oci::plan_from_spec(&spec, &bundle) {
+                    Ok(plan) => plan,
+                    Err(e) if e.entrypoint_not_in_rootfs() => self
+                        .plan_for_wasm_layer(&id, &spec, &bundle, e)
+                        .await
+                        .map_err(|e| cleanup(error(Code::INVALID_ARGUMENT, e)))?,
+                    Err(e) => return Err(cleanup(error(Code::INVALID_ARGUMENT, e))),
+                },
+            ))
         };
-        let plan = if sandbox.is_some() {
-            None
-        } else {
-            Some(match wasmbox_oci::plan_from_spec(&spec, &bundle) {
-                Ok(plan) => plan,
-                Err(e) if e.entrypoint_not_in_rootfs() => self
-                    .plan_for_wasm_layer(&id, &spec, &bundle, e)
-                    .await
-                    .map_err(|e| cleanup(error(Code::INVALID_ARGUMENT, e)))?,
-                Err(e) => return Err(cleanup(error(Code::INVALID_ARGUMENT, e))),
-            })
+        let skipped_mounts = match &mode {
+            RunnerMode::Guest(plan) => plan.skipped_mounts.as_slice(),
+            RunnerMode::Sandbox(_) => &[],
         };
-        let mode = match (&plan, &sandbox) {
-            (Some(plan), _) => RunnerMode::Guest(plan),
-            (None, Some(sandbox)) => RunnerMode::Sandbox(sandbox),
-            (None, None) => unreachable!("a container is a guest or a sandbox"),
-        };
-        for skipped in plan.iter().flat_map(|plan| &plan.skipped_mounts) {
+        for skipped in skipped_mounts {
             log::info!(
                 "container {id}: mount at {} ({}) skipped on purpose: {}",
                 skipped.destination,
@@ -433,6 +422,7 @@ impl Task for TaskService {
         )
         .map_err(|e| cleanup(error(Code::INVALID_ARGUMENT, e)))?;
         let spawn_at = Instant::now();
+        let runs = mode.describe().to_string();
         let spawned =
             runner::spawn(&id, mode, stdio, &self.inner.exits, &namespaces).map_err(|e| {
                 cgroup.destroy();
@@ -453,9 +443,7 @@ impl Task for TaskService {
         let pid = prepared.guest_pid.unwrap_or(runner_pid);
         log::info!(
             "container {id}: runner {runner_pid} (task pid {pid}) ready for {}",
-            plan.as_ref()
-                .map(|p| p.module_guest_path.as_str())
-                .unwrap_or("the pod sandbox")
+            runs
         );
         log::debug!(
             "container {id}: create path: set-up {:.2} ms, runner spawn to ready {:.2} ms, total {:.2} ms; runner: {}",

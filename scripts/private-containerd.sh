@@ -36,12 +36,16 @@ stop() {
     rm -f "$dir/containerd.pid"
   fi
   # Shims outlive containerd by design; ours are recognised by our address.
-  # Runners of this containerd use its cache dir.
+  # Runners of this containerd use its cache dir. A runc shim's containers
+  # are its children (it is their subreaper): they go first.
   local p cmdline
   for p in /proc/[0-9]*; do
     cmdline="$(tr '\0' ' ' 2>/dev/null < "$p/cmdline")" || continue
     case "$cmdline" in
       *containerd-shim-wasmbox-v1*"-address $dir/containerd.sock"*) kill -9 "${p#/proc/}" 2>/dev/null || true ;;
+      *containerd-shim-runc-v2*"-address $dir/containerd.sock"*)
+        for child in $(cat "$p"/task/*/children 2>/dev/null); do kill -9 "$child" 2>/dev/null || true; done
+        kill -9 "${p#/proc/}" 2>/dev/null || true ;;
       *wasmbox-runner*)
         if tr '\0' '\n' 2>/dev/null < "$p/environ" | grep -qx "WASMBOX_CACHE_DIR=$dir/wasm-cache"; then
           kill -9 "${p#/proc/}" 2>/dev/null || true

@@ -22,6 +22,9 @@
 //!   one else; if not, the cache is not used at all (the module is
 //!   compiled in memory, and the reason logged), and a bad entry is never
 //!   mapped.
+//! - **Seccomp programs.** The BPF program of a spec's seccomp profile is
+//!   kept here too, as `<sha256 of the profile>.bpf` with its checksum,
+//!   under the same trust and whole-or-nothing rules.
 //! - **Bounded.** After a store, the oldest entries (by last use; a hit
 //!   refreshes the entry's mtime) are evicted until the cache is under its
 //!   size limit, `WASMBOX_CACHE_MAX_BYTES` (default 2 GiB). The wasm layers
@@ -47,6 +50,8 @@ pub const CACHE_MAX_ENV: &str = "WASMBOX_CACHE_MAX_BYTES";
 pub const DEFAULT_CACHE_MAX_BYTES: u64 = 2 << 30;
 
 const ENTRY_EXT: &str = "cwasm";
+/// The extension of the seccomp programs kept here.
+const PROGRAM_EXT: &str = "bpf";
 
 /// How a module was obtained, for the debug log and the tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,41 +208,49 @@ impl ModuleCache {
         Ok((module, outcome))
     }
 
-    /// Loads `entry` if it is whole and wasmtime accepts it; deletes it if
-    /// it is there but bad.
-    fn load<T: Compiled>(&self, engine: &Engine, entry: &Path) -> Option<T> {
-        let sum_path = checksum_path(entry);
-        if let Err(reason) = wasmbox_oci::trust::check_file(entry) {
-            log::warn!("not mapping cache entry {}: {reason}", entry.display());
-            return None;
+    /// Whether `path` is root's, writable by no one else, and matches the
+    /// checksum stored beside it; a file whose checksum does not match
+    /// (truncated, corrupt) is deleted.
+    fn verified(&self, path: &Path) -> bool {
+        if let Err(reason) = wasmbox_oci::trust::check_file(path) {
+            log::warn!("not using cache entry {}: {reason}", path.display());
+            return false;
         }
-        let expected = match std::fs::read_to_string(&sum_path) {
+        let expected = match std::fs::read_to_string(checksum_path(path)) {
             Ok(sum) => sum,
             // No checksum: no entry yet, or one being written (the checksum
             // is renamed into place last).
-            Err(_) => return None,
+            Err(_) => return false,
         };
-        match file_sha256(entry) {
-            Ok(actual) if actual == expected.trim() => {}
+        match file_sha256(path) {
+            Ok(actual) if actual == expected.trim() => true,
             Ok(_) => {
-                log::warn!("cache entry {} is corrupt, rebuilding", entry.display());
-                self.remove(entry);
-                return None;
+                log::warn!("cache entry {} is corrupt, rebuilding", path.display());
+                self.remove(path);
+                false
             }
             Err(_) => {
-                self.remove(entry);
-                return None;
+                self.remove(path);
+                false
             }
+        }
+    }
+
+    /// Loads `entry` if it is whole and wasmtime accepts it; deletes it if
+    /// it is there but bad.
+    fn load<T: Compiled>(&self, engine: &Engine, entry: &Path) -> Option<T> {
+        if !self.verified(entry) {
+            return None;
         }
         // SAFETY: `deserialize_file` trusts that the file holds code that
         // wasmtime itself produced, and maps it. Entries in this directory
         // are only written by `store` below, from wasmtime's `serialize` of a
         // module or component, and renamed into place whole; the directory,
         // every directory above it and the entry were just checked to be
-        // root's and writable by nobody else (`wasmbox_oci::trust`), so no other user can plant or change one;
-        // the checksum just verified matches what
-        // `store` wrote, so the file is the one it wrote, not a truncated or
-        // corrupted copy; and entries are never modified in place, so the
+        // root's and writable by nobody else (`wasmbox_oci::trust`), so no
+        // other user can plant or change one; the checksum just verified
+        // matches what `store` wrote, so the file is the one it wrote, not a
+        // truncated or corrupted copy; and entries are never modified in place, so the
         // mapping stays valid for the life of the module. wasmtime still
         // checks the header, its version and the engine's settings, and a
         // mismatch is treated as a miss.
@@ -255,6 +268,37 @@ impl ModuleCache {
                 None
             }
         }
+    }
+
+    /// A seccomp program (see `confine::spec_seccomp`) named `key`: read
+    /// from the cache if it is there, whole and trusted, else built and
+    /// stored. An untrusted or unwritable cache only costs the build.
+    pub fn load_or_store_program<E>(
+        &self,
+        key: &str,
+        build: impl FnOnce() -> Result<Vec<u8>, E>,
+    ) -> Result<Vec<u8>, E> {
+        let path = self.dir.join(format!("{key}.{PROGRAM_EXT}"));
+        let trusted = wasmbox_oci::trust::ensure_dir(&self.dir);
+        if trusted.is_ok() && self.verified(&path) {
+            if let Ok(bytes) = std::fs::read(&path) {
+                wasmbox_oci::mark_used(&path);
+                return Ok(bytes);
+            }
+        }
+        let bytes = build()?;
+        if trusted.is_ok() {
+            let stored = write_atomically(&path, &bytes).and_then(|()| {
+                write_atomically(
+                    &checksum_path(&path),
+                    hex(&Sha256::digest(&bytes)).as_bytes(),
+                )
+            });
+            if let Err(e) = stored {
+                log::warn!("cannot store {}: {e}", path.display());
+            }
+        }
+        Ok(bytes)
     }
 
     fn lock(&self, entry: &Path) -> std::io::Result<Flock<File>> {
@@ -294,7 +338,7 @@ impl ModuleCache {
             .filter(|e| {
                 e.path()
                     .extension()
-                    .is_some_and(|x| x == ENTRY_EXT || x == LAYER_EXT)
+                    .is_some_and(|x| x == ENTRY_EXT || x == LAYER_EXT || x == PROGRAM_EXT)
             })
             .filter_map(|e| {
                 let meta = e.metadata().ok()?;
@@ -346,8 +390,11 @@ fn compile_scoped<T: Compiled>(engine: &Engine, wasm: &[u8]) -> wasmtime::Result
     compiled
 }
 
-fn checksum_path(entry: &Path) -> PathBuf {
-    entry.with_extension(format!("{ENTRY_EXT}.sha256"))
+/// `<file>.sha256`, beside the file it checks.
+fn checksum_path(file: &Path) -> PathBuf {
+    let mut name = file.as_os_str().to_owned();
+    name.push(".sha256");
+    PathBuf::from(name)
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

@@ -22,9 +22,9 @@ use nix::unistd::Pid;
 use wasmbox_oci::protocol::{
     read_plan, write_child, write_notice, write_status, OOM_NOTICE, START,
 };
-use wasmbox_oci::{RunPlan, SandboxPlan, WasmKind};
+use wasmbox_oci::{Confinement, Preopen, RlimitPlan, RunPlan, SandboxPlan, UserPlan, WasmKind};
 use wasmbox_runtime::cache::ModuleCache;
-use wasmbox_runtime::confine::{before_fork, confine_guest, confine_supervisor};
+use wasmbox_runtime::confine::{before_fork, confine_guest, confine_supervisor, SpecProgram};
 use wasmbox_runtime::engine::{new_component_engine, new_engine};
 use wasmbox_runtime::identity::apply_rlimits;
 use wasmbox_runtime::pidns::{fork_into_namespace, ParentWatch};
@@ -112,12 +112,14 @@ fn main() -> ExitCode {
     let prepared = read_plan::<RunPlan>(&mut control)
         .map_err(|e| format!("cannot read the run plan from the shim: {e}"))
         .and_then(|plan| {
-            before_fork(&plan.confinement).map_err(|e| e.to_string())?;
+            let cache = ModuleCache::from_env();
+            let who = ConfineAs {
+                confinement: &plan.confinement,
+                user: &plan.user,
+                rlimits: &plan.rlimits,
+            };
             // Still one thread: the engine does not exist yet.
-            let parent_watch = enter_pid_namespace(&args, &mut status, |child| {
-                apply_rlimits(&plan.rlimits).map_err(|e| e.to_string())?;
-                confine_supervisor(&plan.confinement, &plan.user, child).map_err(|e| e.to_string())
-            })?;
+            let entered = enter_confined(&args, &mut status, &who, &cache)?;
             let plan_ms = ms(started);
             let t = Instant::now();
             let engine = match plan.kind {
@@ -127,17 +129,11 @@ fn main() -> ExitCode {
             .map_err(|e| e.to_string())?;
             let engine_ms = ms(t);
             let t = Instant::now();
-            let guest = PreparedGuest::prepare(&engine, &ModuleCache::from_env(), &plan)
-                .map_err(|e| e.to_string())?;
+            let guest =
+                PreparedGuest::prepare(&engine, &cache, &plan).map_err(|e| e.to_string())?;
             let prepare_ms = ms(t);
             let t = Instant::now();
-            apply_rlimits(&plan.rlimits).map_err(|e| e.to_string())?;
-            let confined = confine_guest(&plan.confinement, &plan.user, &plan.preopens)
-                .map_err(|e| e.to_string())?;
-            if let Some(watch) = &parent_watch {
-                // The switch of user cleared the parent-death signal.
-                watch.arm();
-            }
+            let confined = confine_self(&who, &plan.preopens, &entered)?;
             let details = format!(
                 "kind={} cache={} plan_ms={plan_ms:.2} engine_ms={engine_ms:.2} prepare_ms={prepare_ms:.2} confine_ms={:.2} total_ms={:.2} confined={confined}",
                 guest.kind().as_str(),
@@ -174,18 +170,13 @@ fn hold(args: &Args, mut control: File, mut status: File) -> ExitCode {
     let prepared = read_plan::<SandboxPlan>(&mut control)
         .map_err(|e| format!("cannot read the sandbox plan from the shim: {e}"))
         .and_then(|plan| {
-            before_fork(&plan.confinement).map_err(|e| e.to_string())?;
-            let parent_watch = enter_pid_namespace(args, &mut status, |child| {
-                apply_rlimits(&plan.rlimits).map_err(|e| e.to_string())?;
-                confine_supervisor(&plan.confinement, &plan.user, child).map_err(|e| e.to_string())
-            })?;
-            apply_rlimits(&plan.rlimits).map_err(|e| e.to_string())?;
-            let confined =
-                confine_guest(&plan.confinement, &plan.user, &[]).map_err(|e| e.to_string())?;
-            if let Some(watch) = &parent_watch {
-                // The switch of user cleared the parent-death signal.
-                watch.arm();
-            }
+            let who = ConfineAs {
+                confinement: &plan.confinement,
+                user: &plan.user,
+                rlimits: &plan.rlimits,
+            };
+            let entered = enter_confined(args, &mut status, &who, &ModuleCache::from_env())?;
+            let confined = confine_self(&who, &[], &entered)?;
             Ok(((), format!("kind=sandbox confined={confined}")))
         });
     if let Err(code) = report_ready(&mut status, prepared) {
@@ -197,6 +188,63 @@ fn hold(args: &Args, mut control: File, mut status: File) -> ExitCode {
     loop {
         nix::unistd::pause();
     }
+}
+
+/// Who a runner process confines itself as: the guest's or the sandbox's
+/// spec.
+struct ConfineAs<'a> {
+    confinement: &'a Confinement,
+    user: &'a UserPlan,
+    rlimits: &'a [RlimitPlan],
+}
+
+/// What [`enter_confined`] leaves for [`confine_self`].
+struct Entered {
+    /// The tie to the PID-namespace parent, when there is one.
+    watch: Option<ParentWatch>,
+    /// The spec's seccomp program, built (or read from the cache) once.
+    spec_program: Option<SpecProgram>,
+}
+
+/// Applies what comes before the fork (AppArmor, oomScoreAdj, the spec's
+/// seccomp program), then enters the PID namespace, where the parent
+/// confines itself to supervising.
+fn enter_confined(
+    args: &Args,
+    status: &mut File,
+    who: &ConfineAs<'_>,
+    cache: &ModuleCache,
+) -> Result<Entered, String> {
+    let spec_program = before_fork(who.confinement, cache).map_err(|e| e.to_string())?;
+    let watch = enter_pid_namespace(args, status, |child| {
+        apply_rlimits(who.rlimits).map_err(|e| e.to_string())?;
+        confine_supervisor(who.user, child, spec_program.as_ref()).map_err(|e| e.to_string())
+    })?;
+    Ok(Entered {
+        watch,
+        spec_program,
+    })
+}
+
+/// Confines the process that runs the guest (or holds the sandbox), and
+/// re-arms its parent-death signal, which the switch of user cleared.
+fn confine_self(
+    who: &ConfineAs<'_>,
+    preopens: &[Preopen],
+    entered: &Entered,
+) -> Result<String, String> {
+    apply_rlimits(who.rlimits).map_err(|e| e.to_string())?;
+    let confined = confine_guest(
+        &who.confinement.capabilities,
+        who.user,
+        preopens,
+        entered.spec_program.as_ref(),
+    )
+    .map_err(|e| e.to_string())?;
+    if let Some(watch) = &entered.watch {
+        watch.arm();
+    }
+    Ok(confined)
 }
 
 /// With `--pid-namespace`, forks so that the child is inside the PID

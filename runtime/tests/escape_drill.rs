@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use nix::libc;
-use wasmbox_oci::{CapabilitySets, Confinement, Preopen, UserPlan};
+use wasmbox_oci::{CapabilitySets, Preopen, UserPlan};
 
 const SUBJECT_ENV: &str = "WASMBOX_DRILL_SUBJECT";
 
@@ -174,10 +174,6 @@ fn subject(uid: u32, preopen: &Path, secret: &Path) {
             ..Default::default()
         };
     }
-    let confinement = Confinement {
-        capabilities: sets,
-        ..Default::default()
-    };
     let user = UserPlan {
         uid,
         gid: uid,
@@ -188,7 +184,7 @@ fn subject(uid: u32, preopen: &Path, secret: &Path) {
         guest_path: "/".into(),
         read_only: false,
     }];
-    match wasmbox_runtime::confine::confine_guest(&confinement, &user, &preopens) {
+    match wasmbox_runtime::confine::confine_guest(&sets, &user, &preopens, None) {
         Ok(summary) => println!("confined: {summary}"),
         Err(e) => {
             println!("confinement failed: {e}");

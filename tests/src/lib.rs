@@ -146,10 +146,33 @@ impl Containerd {
 
     /// `ctr run --rm --runtime io.containerd.wasmbox.v1 --rootfs DIR ID ARGS…`
     pub fn run_rootfs(&self, rootfs: &Path, id: &str, args: &[&str]) -> Output {
+        self.run_rootfs_with(&[], rootfs, id, args)
+    }
+
+    /// The same, with ctr `flags` (`--seccomp`, say) before `--rootfs`.
+    pub fn run_rootfs_with(
+        &self,
+        flags: &[&str],
+        rootfs: &Path,
+        id: &str,
+        args: &[&str],
+    ) -> Output {
         let rootfs = rootfs.to_str().expect("utf-8 path");
-        let mut all = vec!["run", "--rm", "--runtime", RUNTIME, "--rootfs", rootfs, id];
+        let mut all = vec!["run", "--rm", "--runtime", RUNTIME];
+        all.extend_from_slice(flags);
+        all.extend_from_slice(&["--rootfs", rootfs, id]);
         all.extend_from_slice(args);
         self.ctr(&all)
+    }
+
+    /// The shim's create-path line for container `id` in containerd's log:
+    /// the runner's cache outcome, timings and confinement.
+    pub fn create_line(&self, id: &str) -> String {
+        self.log()
+            .lines()
+            .find(|l| l.contains(&format!("container {id}: create path")))
+            .unwrap_or_else(|| panic!("no create-path line for {id} in containerd's log"))
+            .to_string()
     }
 
     /// Packs `wasm` into an image named `name` and imports it.

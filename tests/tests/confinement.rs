@@ -20,7 +20,18 @@ fn confinement_of(pid: u32) -> HashMap<String, String> {
     status
         .lines()
         .filter_map(|l| l.split_once(':'))
-        .filter(|(k, _)| ["CapEff", "CapBnd", "CapPrm", "NoNewPrivs", "Seccomp", "Uid"].contains(k))
+        .filter(|(k, _)| {
+            [
+                "CapEff",
+                "CapBnd",
+                "CapPrm",
+                "NoNewPrivs",
+                "Seccomp",
+                "Seccomp_filters",
+                "Uid",
+            ]
+            .contains(k)
+        })
         .map(|(k, v)| (k.to_string(), v.trim().to_string()))
         .collect()
 }
@@ -125,6 +136,13 @@ fn a_guest_is_confined_like_a_runc_container_and_tighter() {
         );
         assert!(w["NoNewPrivs"] >= r["NoNewPrivs"], "{name}: {w:?} vs {r:?}");
         assert_eq!(w["Seccomp"], "2", "{name}: {w:?}");
+        // wasmbox's filter, and the spec's profile stacked on it.
+        let filters = if flags.contains(&"--seccomp") {
+            "2"
+        } else {
+            "1"
+        };
+        assert_eq!(w["Seccomp_filters"], filters, "{name}: {w:?}");
         assert!(!host_visible(wasm), "{name}: the host's /tmp is reachable");
         assert!(
             std::fs::metadata(format!("/proc/{wasm}/root/etc")).is_err(),
@@ -165,13 +183,8 @@ fn an_untrusted_cache_is_never_mapped_and_the_guest_still_runs() {
         );
     };
     let outcome = |id: &str| {
-        let log = cd.log();
-        let line = log
-            .lines()
-            .find(|l| l.contains(&format!("container {id}: create path")))
-            .unwrap_or_else(|| panic!("no create-path line for {id}"))
-            .to_string();
-        line.split_whitespace()
+        cd.create_line(id)
+            .split_whitespace()
             .find_map(|w| w.strip_prefix("cache="))
             .unwrap_or("none")
             .to_string()
@@ -201,44 +214,30 @@ fn an_untrusted_cache_is_never_mapped_and_the_guest_still_runs() {
 fn specs_the_runner_cannot_honour_fail_create_and_leave_nothing() {
     let cd = Containerd::start();
     let rootfs = rootfs_with(&[("/app.wasm", &read_sample("hello"))]);
-    let root = rootfs.path().to_str().unwrap();
 
     // A Localhost-style profile file that does not parse: ctr (like CRI)
     // reads it before anything reaches containerd, and names it.
     let profile = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(profile.path(), "{ not json").unwrap();
     let profile_path = profile.path().to_str().unwrap();
-    let out = cd.ctr(&[
-        "run",
-        "--rm",
-        "--runtime",
-        RUNTIME,
-        "--seccomp",
-        "--seccomp-profile",
-        profile_path,
-        "--rootfs",
-        root,
+    let out = cd.run_rootfs_with(
+        &["--seccomp", "--seccomp-profile", profile_path],
+        rootfs.path(),
         "badprofile",
-        "/app.wasm",
-    ]);
+        &["/app.wasm"],
+    );
     assert!(!out.status.success());
     assert!(stderr(&out).contains(profile_path), "{}", stderr(&out));
 
     // An AppArmor profile on a node without AppArmor: runc's write of it
     // fails, and so does the runner, naming the field.
     if !std::path::Path::new("/sys/module/apparmor/parameters/enabled").exists() {
-        let out = cd.ctr(&[
-            "run",
-            "--rm",
-            "--runtime",
-            RUNTIME,
-            "--apparmor-profile",
-            "wasmbox-test",
-            "--rootfs",
-            root,
+        let out = cd.run_rootfs_with(
+            &["--apparmor-profile", "wasmbox-test"],
+            rootfs.path(),
             "badaa",
-            "/app.wasm",
-        ]);
+            &["/app.wasm"],
+        );
         assert!(!out.status.success());
         let err = stderr(&out);
         if err.contains("flag provided but not defined") {

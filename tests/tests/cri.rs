@@ -189,6 +189,31 @@ fn a_pod_of_two_wasm_containers_shares_one_shim_and_one_network() {
         "the pod has its own network"
     );
 
+    // The sandbox's runner and the server's are confined: no_new_privs,
+    // seccomp, and no capability the pod's spec did not give.
+    for (who, pid) in [("sandbox", sandbox_pid), ("server", server_pid)] {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{name}:")))
+                .map(str::trim)
+                .unwrap_or("")
+                .to_string()
+        };
+        eprintln!(
+            "{who} {pid}: CapEff {} CapBnd {} NoNewPrivs {} Seccomp {}",
+            field("CapEff"),
+            field("CapBnd"),
+            field("NoNewPrivs"),
+            field("Seccomp")
+        );
+        assert_eq!(field("NoNewPrivs"), "1", "{who}: {status}");
+        assert_eq!(field("Seccomp"), "2", "{who}: {status}");
+        let bounding = u64::from_str_radix(&field("CapBnd"), 16).unwrap();
+        assert_eq!(bounding & !0x40a, 0, "{who}: CapBnd {}", field("CapBnd"));
+    }
+
     // One shim serves the sandbox and both containers.
     assert_eq!(shims(&cd).len(), 1, "{:#?}", cd.wasmbox_processes());
     eprintln!(

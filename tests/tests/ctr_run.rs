@@ -230,23 +230,10 @@ fn a_module_is_compiled_once_and_then_loaded_from_the_cache() {
         "entry replaced: it was compiled again"
     );
     // The runner reports how it got the module; the shim logs it.
-    let log = cd.log();
-    let create_line = |id: &str| {
-        log.lines()
-            .find(|l| l.contains(&format!("container {id}: create path")))
-            .unwrap_or_else(|| panic!("no create-path line for {id} in containerd's log"))
-            .to_string()
-    };
-    assert!(
-        create_line("cache1").contains("cache=compiled"),
-        "{}",
-        create_line("cache1")
-    );
-    assert!(
-        create_line("cache2").contains("cache=hit"),
-        "{}",
-        create_line("cache2")
-    );
+    let first = cd.create_line("cache1");
+    assert!(first.contains("cache=compiled"), "{first}");
+    let second = cd.create_line("cache2");
+    assert!(second.contains("cache=hit"), "{second}");
     cd.assert_nothing_left();
 }
 

@@ -23,8 +23,13 @@ pub mod apparmor;
 pub mod capabilities;
 pub mod root;
 pub mod seccomp;
+pub mod spec_seccomp;
 
-use wasmbox_oci::{Confinement, Preopen, UserPlan};
+pub use spec_seccomp::SpecProgram;
+
+use wasmbox_oci::{CapabilitySets, Confinement, Preopen, UserPlan};
+
+use crate::cache::ModuleCache;
 
 /// Why a runner cannot confine itself. The runner reports it at Create
 /// and never runs the guest half-confined.
@@ -51,90 +56,92 @@ pub enum ConfineError {
 }
 
 /// Confines a runner that runs a guest, or a pod sandbox's holder (which
-/// has no preopens). Returns what it got, for the shim's log.
+/// has no preopens), with the spec's `capabilities` and its seccomp
+/// program from [`before_fork`]. Returns what it got, for the shim's log.
 pub fn confine_guest(
-    confinement: &Confinement,
+    capabilities: &CapabilitySets,
     user: &UserPlan,
     preopens: &[Preopen],
+    spec_program: Option<&SpecProgram>,
 ) -> Result<String, ConfineError> {
     ensure_single_threaded()?;
-    let spec_filter = confinement
-        .seccomp
-        .as_ref()
-        .map(seccomp::spec_filter)
-        .transpose()?;
     let own_filter = seccomp::guest_filter(nix::unistd::getpid().as_raw())?;
     root::enter_empty_root(preopens)?;
     let landlock = root::restrict_files(preopens, true)?;
-    let kept = capabilities::drop_to(Some(&confinement.capabilities), user)?;
-    set_no_new_privs()?;
-    load(&own_filter)?;
-    if let Some(filter) = &spec_filter {
-        load(filter)?;
-    }
+    let kept = capabilities::drop_to(Some(capabilities), user)?;
+    seal(&own_filter, spec_program)?;
     Ok(format!(
         "root=empty,{},seccomp=wasmbox{},caps={kept},nnp=1",
         root::landlock_summary(landlock),
-        if spec_filter.is_some() { "+spec" } else { "" }
+        if spec_program.is_some() { "+spec" } else { "" }
     ))
 }
 
 /// Confines the PID-namespace parent, which only waits for `child` and
 /// passes signals on: `user`, no capabilities, no files, and an allow-list
-/// of some twenty calls. Its root becomes the child's empty root when the
-/// child pivots (they share a mount namespace).
+/// of some twenty calls under the spec's program. Its root becomes the
+/// child's empty root when the child pivots (they share a mount
+/// namespace).
 pub fn confine_supervisor(
-    confinement: &Confinement,
     user: &UserPlan,
     child: nix::unistd::Pid,
+    spec_program: Option<&SpecProgram>,
 ) -> Result<(), ConfineError> {
     // No thread count here: the parent is what a fork of a one-threaded
     // process left, and it must not read /proc, which vanishes from its
     // view whenever the child pivots into the empty root (they share a
     // mount namespace and run concurrently). Every step below is a plain
     // system call.
-    let spec_filter = confinement
-        .seccomp
-        .as_ref()
-        .map(seccomp::spec_filter)
-        .transpose()?;
     let own_filter = seccomp::supervisor_filter(child.as_raw())?;
     root::restrict_files(&[], false)?;
     capabilities::drop_to(None, user)?;
+    seal(&own_filter, spec_program)
+}
+
+/// What is applied or prepared once, before the runner forks into its PID
+/// namespace (both processes inherit or share it), while /proc is still in
+/// view and the process may still write the cache: `process.apparmorProfile`,
+/// `process.oomScoreAdj` (as runc writes it for the container's init), and
+/// the spec's seccomp program, which both processes load.
+pub fn before_fork(
+    confinement: &Confinement,
+    cache: &ModuleCache,
+) -> Result<Option<SpecProgram>, ConfineError> {
+    apparmor::apply(confinement.apparmor_profile.as_deref())?;
+    if let Some(value) = confinement.oom_score_adj {
+        std::fs::write("/proc/self/oom_score_adj", value.to_string()).map_err(|e| {
+            ConfineError::OomScoreAdj {
+                value,
+                reason: e.to_string(),
+            }
+        })?;
+    }
+    confinement
+        .seccomp
+        .as_ref()
+        .map(|seccomp| SpecProgram::prepare(seccomp, cache))
+        .transpose()
+}
+
+/// The last step, the same for every runner process: no_new_privs, then
+/// wasmbox's filter, then the spec's program on top of it.
+fn seal(
+    own_filter: &libseccomp::ScmpFilterContext,
+    spec_program: Option<&SpecProgram>,
+) -> Result<(), ConfineError> {
     set_no_new_privs()?;
-    load(&own_filter)?;
-    if let Some(filter) = &spec_filter {
-        load(filter)?;
+    own_filter.load().map_err(|e| ConfineError::Seccomp {
+        what: "load wasmbox's filter".into(),
+        reason: e.to_string(),
+    })?;
+    if let Some(program) = spec_program {
+        program.load()?;
     }
     Ok(())
 }
 
-/// What is applied once, before the runner forks into its PID namespace
-/// (both processes inherit it) and while /proc is still in view:
-/// `process.oomScoreAdj`, as runc writes it for the container's init, and
-/// `process.apparmorProfile`.
-pub fn before_fork(confinement: &Confinement) -> Result<(), ConfineError> {
-    apparmor::apply(confinement.apparmor_profile.as_deref())?;
-    let Some(value) = confinement.oom_score_adj else {
-        return Ok(());
-    };
-    std::fs::write("/proc/self/oom_score_adj", value.to_string()).map_err(|e| {
-        ConfineError::OomScoreAdj {
-            value,
-            reason: e.to_string(),
-        }
-    })
-}
-
 fn set_no_new_privs() -> Result<(), ConfineError> {
     nix::sys::prctl::set_no_new_privs().map_err(|e| ConfineError::NoNewPrivs(e.to_string()))
-}
-
-fn load(filter: &libseccomp::ScmpFilterContext) -> Result<(), ConfineError> {
-    filter.load().map_err(|e| ConfineError::Seccomp {
-        what: "load".into(),
-        reason: e.to_string(),
-    })
 }
 
 /// Waits (briefly, on the kernel's own count) for threads that are on

@@ -1,7 +1,7 @@
-//! Seccomp filters, built with libseccomp: the spec's profile
-//! (`linux.seccomp`, as runc applies it) and wasmbox's own allow-lists,
-//! one for a runner that runs a guest (or holds a pod's namespaces) and a
-//! much shorter one for the PID-namespace parent that only supervises.
+//! wasmbox's own seccomp allow-lists, built with libseccomp: one for a
+//! runner that runs a guest (or holds a pod's namespaces) and a much
+//! shorter one for the PID-namespace parent that only supervises. The
+//! spec's profile is stacked on them (see [`super::spec_seccomp`]).
 //!
 //! The allow-lists name what wasmtime, wasmtime-wasi, tokio, hyper and
 //! glibc call once the guest runs: memory, threads, futexes, clocks, file
@@ -13,12 +13,8 @@
 //! tenants. `clone3` gets ENOSYS so glibc falls back to `clone`, whose
 //! flags a filter can read; `clone` may not create namespaces.
 
-use libseccomp::{
-    ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
-};
+use libseccomp::{ScmpAction, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
 use nix::libc;
-use oci_spec::runtime::{LinuxSeccomp, LinuxSeccompAction, LinuxSeccompFilterFlag};
-use oci_spec::runtime::{LinuxSeccompArg, LinuxSeccompOperator};
 
 use super::ConfineError;
 
@@ -393,120 +389,4 @@ fn add(
         .add_rule_conditional(action, syscall, args)
         .map(|_| ())
         .map_err(|e| filter_error(format!("wasmbox's rule for {name}"), e))
-}
-
-/// The spec's `linux.seccomp`, as runc builds it: rules whose action is
-/// the default are dropped (libseccomp refuses them), names this kernel's
-/// libseccomp does not know are skipped with a log line, and conditions on
-/// the same argument become separate rules (libseccomp cannot AND them).
-pub fn spec_filter(seccomp: &LinuxSeccomp) -> Result<ScmpFilterContext, ConfineError> {
-    let field_error = |field: String, e: libseccomp::error::SeccompError| ConfineError::Seccomp {
-        what: field,
-        reason: e.to_string(),
-    };
-    let default = action(seccomp.default_action(), seccomp.default_errno_ret());
-    let mut filter = ScmpFilterContext::new(default)
-        .map_err(|e| field_error("linux.seccomp.defaultAction".into(), e))?;
-    filter
-        .set_ctl_nnp(false)
-        .map_err(|e| field_error("linux.seccomp".into(), e))?;
-    for arch in seccomp.architectures().iter().flatten() {
-        let name = arch.to_string();
-        let Ok(arch) = name.parse::<ScmpArch>() else {
-            return Err(ConfineError::Seccomp {
-                what: format!("linux.seccomp.architectures {name}"),
-                reason: "libseccomp does not know this architecture".into(),
-            });
-        };
-        filter
-            .add_arch(arch)
-            .map_err(|e| field_error(format!("linux.seccomp.architectures {name}"), e))?;
-    }
-    for flag in seccomp.flags().iter().flatten() {
-        let set = match flag {
-            LinuxSeccompFilterFlag::SeccompFilterFlagLog => filter.set_ctl_log(true),
-            LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => filter.set_ctl_ssb(true),
-            LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => {
-                filter.set_ctl_waitkill(true)
-            }
-            // The runner is one thread when it loads filters.
-            LinuxSeccompFilterFlag::SeccompFilterFlagTsync => Ok(&mut filter),
-        };
-        set.map(|_| ())
-            .map_err(|e| field_error(format!("linux.seccomp.flags {flag}"), e))?;
-    }
-    for (index, rule) in seccomp.syscalls().iter().flatten().enumerate() {
-        let rule_action = action(rule.action(), rule.errno_ret());
-        if rule_action == default {
-            continue;
-        }
-        let args = rule.args().clone().unwrap_or_default();
-        let conditions = condition_sets(&args);
-        for name in rule.names() {
-            let Ok(syscall) = ScmpSyscall::from_name(name) else {
-                log::debug!("linux.seccomp.syscalls[{index}]: unknown system call {name:?} skipped, as runc does");
-                continue;
-            };
-            for set in &conditions {
-                filter
-                    .add_rule_conditional(rule_action, syscall, set)
-                    .map_err(|e| {
-                        field_error(format!("linux.seccomp.syscalls[{index}] {name}"), e)
-                    })?;
-            }
-        }
-    }
-    Ok(filter)
-}
-
-fn action(action: LinuxSeccompAction, errno_ret: Option<u32>) -> ScmpAction {
-    let errno = errno_ret.map(|e| e as i32).unwrap_or(libc::EPERM);
-    match action {
-        LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => {
-            ScmpAction::KillThread
-        }
-        LinuxSeccompAction::ScmpActKillProcess => ScmpAction::KillProcess,
-        LinuxSeccompAction::ScmpActTrap => ScmpAction::Trap,
-        LinuxSeccompAction::ScmpActErrno => ScmpAction::Errno(errno),
-        LinuxSeccompAction::ScmpActTrace => ScmpAction::Trace(errno as u16),
-        LinuxSeccompAction::ScmpActLog => ScmpAction::Log,
-        LinuxSeccompAction::ScmpActAllow => ScmpAction::Allow,
-        // Refused when the plan was made (wasmbox_oci::confine).
-        LinuxSeccompAction::ScmpActNotify => ScmpAction::Errno(libc::ENOSYS),
-    }
-}
-
-/// All conditions in one rule (AND), unless two name the same argument:
-/// then one rule per condition (OR), as runc does.
-fn condition_sets(args: &[LinuxSeccompArg]) -> Vec<Vec<ScmpArgCompare>> {
-    let compares: Vec<ScmpArgCompare> = args.iter().map(compare).collect();
-    let mut indexes: Vec<usize> = args.iter().map(|a| a.index()).collect();
-    indexes.sort();
-    indexes.dedup();
-    if indexes.len() == args.len() {
-        vec![compares]
-    } else {
-        compares.into_iter().map(|c| vec![c]).collect()
-    }
-}
-
-fn compare(arg: &LinuxSeccompArg) -> ScmpArgCompare {
-    let op = match arg.op() {
-        LinuxSeccompOperator::ScmpCmpNe => ScmpCompareOp::NotEqual,
-        LinuxSeccompOperator::ScmpCmpLt => ScmpCompareOp::Less,
-        LinuxSeccompOperator::ScmpCmpLe => ScmpCompareOp::LessOrEqual,
-        LinuxSeccompOperator::ScmpCmpEq => ScmpCompareOp::Equal,
-        LinuxSeccompOperator::ScmpCmpGe => ScmpCompareOp::GreaterEqual,
-        LinuxSeccompOperator::ScmpCmpGt => ScmpCompareOp::Greater,
-        // For a masked compare, `value` is the mask and `valueTwo` the
-        // value, as in the runtime spec and runc.
-        LinuxSeccompOperator::ScmpCmpMaskedEq => {
-            return ScmpArgCompare::new(
-                arg.index() as u32,
-                ScmpCompareOp::MaskedEqual(arg.value()),
-                arg.value_two().unwrap_or(0),
-            )
-        }
-    };
-    ScmpArgCompare::new(arg.index() as u32, op, arg.value())
 }

@@ -99,7 +99,7 @@ fn main() {
                 .split_once(": ")
                 .map(|(_, got)| got)
                 .unwrap_or("missing");
-            if expected.iter().any(|e| got == *e) {
+            if expected.contains(&got) {
                 passed += 1;
             } else {
                 failed.push(format!(

@@ -37,7 +37,7 @@ pub enum RunnerMode {
     /// Run this plan's guest.
     Guest(Box<RunPlan>),
     /// A pod sandbox: hold the pod's namespaces, as its plan says.
-    Sandbox(SandboxPlan),
+    Sandbox(Box<SandboxPlan>),
 }
 
 impl RunnerMode {
@@ -171,7 +171,7 @@ impl SpawnedRunner {
             let mut control = File::from(control);
             match &plan {
                 RunnerMode::Guest(plan) => write_plan(&mut control, plan.as_ref()),
-                RunnerMode::Sandbox(plan) => write_plan(&mut control, plan),
+                RunnerMode::Sandbox(plan) => write_plan(&mut control, plan.as_ref()),
             }
             .map_err(|e| format!("cannot hand the run plan to the runner: {e}"))?;
             let mut notices = BufReader::new(File::from(status));

@@ -362,10 +362,10 @@ impl Task for TaskService {
         let spec = wasmbox_oci::load_spec(&bundle)
             .map_err(|e| cleanup(error(Code::INVALID_ARGUMENT, e)))?;
         let mode = if is_sandbox(&spec) {
-            RunnerMode::Sandbox(
+            RunnerMode::Sandbox(Box::new(
                 wasmbox_oci::SandboxPlan::from_spec(&spec)
                     .map_err(|e| cleanup(error(Code::INVALID_ARGUMENT, e)))?,
-            )
+            ))
         } else {
             RunnerMode::Guest(Box::new(
                 match wasmbox_oci::plan_from_spec(&spec, &bundle) {

@@ -115,7 +115,7 @@ fn cache_key(seccomp: &LinuxSeccomp) -> String {
 }
 
 fn decode(bytes: &[u8]) -> Option<Vec<libc::sock_filter>> {
-    if bytes.is_empty() || bytes.len() % INSTRUCTION_BYTES != 0 {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(INSTRUCTION_BYTES) {
         return None;
     }
     let count = bytes.len() / INSTRUCTION_BYTES;

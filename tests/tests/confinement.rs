@@ -3,38 +3,15 @@
 //! a runc container made with the same ctr flags, a planted cache, and
 //! specs the runner must refuse.
 
-use std::collections::HashMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::time::Duration;
 
 use wasmbox_tests::{
-    assert_success, read_sample, repo_root, rootfs_with, sample_wasm, stderr, stdout, wait_until,
-    Containerd, RUNTIME,
+    assert_success, proc_status, read_sample, repo_root, rootfs_with, sample_wasm, stderr, stdout,
+    wait_until, Containerd, RUNTIME,
 };
 
 const RUNC: &str = "io.containerd.runc.v2";
-
-/// The fields of `/proc/<pid>/status` that say how confined a process is.
-fn confinement_of(pid: u32) -> HashMap<String, String> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .filter_map(|l| l.split_once(':'))
-        .filter(|(k, _)| {
-            [
-                "CapEff",
-                "CapBnd",
-                "CapPrm",
-                "NoNewPrivs",
-                "Seccomp",
-                "Seccomp_filters",
-                "Uid",
-            ]
-            .contains(k)
-        })
-        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
-        .collect()
-}
 
 fn caps(hex: &str) -> u64 {
     u64::from_str_radix(hex, 16).unwrap()
@@ -99,8 +76,8 @@ fn a_guest_is_confined_like_a_runc_container_and_tighter() {
             &wasm_id,
         );
         let runc = start_detached(&cd, RUNC, flags, "docker.io/wasmbox/pause:latest", &runc_id);
-        let w = confinement_of(wasm);
-        let r = confinement_of(runc);
+        let w = proc_status(wasm);
+        let r = proc_status(runc);
         let host_visible = |pid: u32| {
             std::fs::read_dir(format!("/proc/{pid}/root/tmp"))
                 .map(|d| d.flatten().any(|e| e.file_name() == marker_name))
@@ -150,7 +127,7 @@ fn a_guest_is_confined_like_a_runc_container_and_tighter() {
         );
         // The runner that stayed outside the PID namespace to supervise.
         let supervisor = parent_of(wasm);
-        let s = confinement_of(supervisor);
+        let s = proc_status(supervisor);
         assert_eq!(
             (
                 s["CapEff"].as_str(),

@@ -192,26 +192,12 @@ fn a_pod_of_two_wasm_containers_shares_one_shim_and_one_network() {
     // The sandbox's runner and the server's are confined: no_new_privs,
     // seccomp, and no capability the pod's spec did not give.
     for (who, pid) in [("sandbox", sandbox_pid), ("server", server_pid)] {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(&format!("{name}:")))
-                .map(str::trim)
-                .unwrap_or("")
-                .to_string()
-        };
-        eprintln!(
-            "{who} {pid}: CapEff {} CapBnd {} NoNewPrivs {} Seccomp {}",
-            field("CapEff"),
-            field("CapBnd"),
-            field("NoNewPrivs"),
-            field("Seccomp")
-        );
-        assert_eq!(field("NoNewPrivs"), "1", "{who}: {status}");
-        assert_eq!(field("Seccomp"), "2", "{who}: {status}");
-        let bounding = u64::from_str_radix(&field("CapBnd"), 16).unwrap();
-        assert_eq!(bounding & !0x40a, 0, "{who}: CapBnd {}", field("CapBnd"));
+        let status = proc_status(pid);
+        eprintln!("{who} {pid}: {status:?}");
+        assert_eq!(status["NoNewPrivs"], "1", "{who}: {status:?}");
+        assert_eq!(status["Seccomp"], "2", "{who}: {status:?}");
+        let bounding = u64::from_str_radix(&status["CapBnd"], 16).unwrap();
+        assert_eq!(bounding & !0x40a, 0, "{who}: {status:?}");
     }
 
     // One shim serves the sandbox and both containers.
@@ -354,6 +340,90 @@ fn a_failing_container_and_one_that_will_not_stop() {
     for id in [&failing, &server] {
         cri.remove_container(id).expect("RemoveContainer");
     }
+    cri.stop_pod_sandbox(&pod).expect("StopPodSandbox");
+    cri.remove_pod_sandbox(&pod).expect("RemovePodSandbox");
+    cd.assert_nothing_left();
+}
+
+/// A pod under the "restricted" Pod Security Standard, as the kubelet
+/// hands it to CRI: seccomp RuntimeDefault, capabilities drop ALL,
+/// runAsUser 1000, allowPrivilegeEscalation false (no_new_privs).
+#[test]
+fn a_restricted_pod_has_no_capabilities_seccomp_and_its_user() {
+    use k8s_cri::v1::security_profile::ProfileType;
+    use k8s_cri::v1::{Capability, Int64Value, SecurityProfile};
+
+    let cd = Containerd::start_cri();
+    import_for_cri(&cd, &["sleeper"]);
+    let cri = Cri::connect(&cd.address);
+    let logs = cd.dir().join("pod-logs");
+    std::fs::create_dir_all(&logs).expect("log dir");
+    let runtime_default = || {
+        Some(SecurityProfile {
+            profile_type: ProfileType::RuntimeDefault as i32,
+            ..Default::default()
+        })
+    };
+    let mut pod_config = Cri::pod_config("restricted", &logs);
+    let sandbox_context = pod_config
+        .linux
+        .as_mut()
+        .and_then(|l| l.security_context.as_mut())
+        .expect("a sandbox security context");
+    sandbox_context.seccomp = runtime_default();
+    // registry.k8s.io/pause's user.
+    sandbox_context.run_as_user = Some(Int64Value { value: 65535 });
+    let pod = cri.run_pod_sandbox(&pod_config).expect("RunPodSandbox");
+
+    let mut config = Cri::container_config("app", "docker.io/wasmbox/sleeper:latest", &[]);
+    let context = config
+        .linux
+        .as_mut()
+        .and_then(|l| l.security_context.as_mut())
+        .expect("a container security context");
+    context.capabilities = Some(Capability {
+        drop_capabilities: vec!["ALL".to_string()],
+        ..Default::default()
+    });
+    context.run_as_user = Some(Int64Value { value: 1000 });
+    context.run_as_group = Some(Int64Value { value: 1000 });
+    context.no_new_privs = true;
+    context.seccomp = runtime_default();
+    let app = cri
+        .create_container(&pod, config, &pod_config)
+        .expect("CreateContainer app");
+    cri.start_container(&app).expect("StartContainer app");
+    wait_for_log(&logs.join("app.log"), Duration::from_secs(60), |_, line| {
+        line == "sleeper: up"
+    });
+
+    let app_pid = cri.container_pid(&app).expect("app pid");
+    let sandbox_pid = cri.sandbox_pid(&pod).expect("sandbox pid");
+    let app_status = proc_status(app_pid);
+    let sandbox_status = proc_status(sandbox_pid);
+    eprintln!("restricted app {app_pid}: {app_status:?}");
+    eprintln!("restricted sandbox {sandbox_pid}: {sandbox_status:?}");
+    for (field, want) in [
+        ("CapEff", "0000000000000000"),
+        ("CapBnd", "0000000000000000"),
+        ("CapPrm", "0000000000000000"),
+        ("NoNewPrivs", "1"),
+        ("Seccomp", "2"),
+        // wasmbox's filter and RuntimeDefault stacked on it.
+        ("Seccomp_filters", "2"),
+        ("Uid", "1000\t1000\t1000\t1000"),
+    ] {
+        assert_eq!(app_status[field], want, "app {field}: {app_status:?}");
+    }
+    assert_eq!(sandbox_status["Seccomp"], "2", "{sandbox_status:?}");
+    assert_eq!(sandbox_status["NoNewPrivs"], "1", "{sandbox_status:?}");
+    assert_eq!(
+        sandbox_status["Uid"], "65535\t65535\t65535\t65535",
+        "{sandbox_status:?}"
+    );
+
+    cri.stop_container(&app, 2).expect("StopContainer");
+    cri.remove_container(&app).expect("RemoveContainer");
     cri.stop_pod_sandbox(&pod).expect("StopPodSandbox");
     cri.remove_pod_sandbox(&pod).expect("RemovePodSandbox");
     cd.assert_nothing_left();

@@ -11,6 +11,9 @@
 
 pub mod api;
 pub mod cri;
+pub mod proc_status;
+
+pub use proc_status::proc_status;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -544,28 +547,6 @@ pub fn pack_image(dir: &Path, wasm: &Path, name: &str, extra: &[&str]) -> PathBu
 }
 
 /// Panics with stdout and stderr unless `out` succeeded.
-/// The fields of `/proc/<pid>/status` that say how confined a process
-/// is: capabilities, no_new_privs, seccomp and its filter count, uids.
-pub fn proc_status(pid: u32) -> std::collections::HashMap<String, String> {
-    const FIELDS: [&str; 7] = [
-        "CapEff",
-        "CapBnd",
-        "CapPrm",
-        "NoNewPrivs",
-        "Seccomp",
-        "Seccomp_filters",
-        "Uid",
-    ];
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_else(|e| panic!("/proc/{pid}/status: {e}"));
-    status
-        .lines()
-        .filter_map(|l| l.split_once(':'))
-        .filter(|(k, _)| FIELDS.contains(k))
-        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
-        .collect()
-}
-
 pub fn assert_success(out: &Output, what: &str) {
     assert!(
         out.status.success(),

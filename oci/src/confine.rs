@@ -1,6 +1,7 @@
 //! What a runner must drop before its guest's first instruction, from the
 //! spec: `process.capabilities`, `process.noNewPrivileges`,
-//! `linux.seccomp`, `process.oomScoreAdj` and `process.apparmorProfile`.
+//! `linux.seccomp`, `process.oomScoreAdj`, `process.apparmorProfile`, and
+//! the user namespace (see [`crate::userns`]).
 //!
 //! This is the spec's half of the runner's confinement, checked here so a
 //! profile wasmbox cannot honour fails Create with a message naming the
@@ -12,6 +13,7 @@
 use oci_spec::runtime::{LinuxCapabilities, LinuxSeccomp, LinuxSeccompAction, Spec};
 use serde::{Deserialize, Serialize};
 
+use crate::userns::{user_namespace_from_spec, UserNamespacePlan};
 use crate::PlanError;
 
 /// The five capability sets of `process.capabilities`, by name
@@ -39,6 +41,8 @@ pub struct Confinement {
     pub oom_score_adj: Option<i32>,
     /// `process.apparmorProfile`.
     pub apparmor_profile: Option<String>,
+    /// The user namespace, with `linux.uidMappings`/`gidMappings`.
+    pub user_namespace: Option<UserNamespacePlan>,
 }
 
 /// Reads the confinement fields of `spec`.
@@ -60,6 +64,7 @@ pub fn confinement_from_spec(spec: &Spec) -> Result<Confinement, PlanError> {
         apparmor_profile: process
             .and_then(|p| p.apparmor_profile().clone())
             .filter(|p| !p.is_empty()),
+        user_namespace: user_namespace_from_spec(spec)?,
     })
 }
 

@@ -12,6 +12,7 @@
 //! - [`rootfs`]: resolving a path inside a container's rootfs the way the
 //!   container would see it, symlinks included, without escaping it.
 //!
+//! - [`userns`]: the spec's user namespace and id-mapped mounts.
 //! - [`trust`]: whether a cache directory or file could have been written
 //!   by anyone but root.
 //!
@@ -23,6 +24,7 @@ pub mod plan;
 pub mod protocol;
 pub mod rootfs;
 pub mod trust;
+pub mod userns;
 pub mod wasm;
 
 pub use confine::{confinement_from_spec, CapabilitySets, Confinement};
@@ -31,7 +33,9 @@ pub use plan::{
     RunPlan, SandboxPlan, SkippedMount, UserPlan, DEFAULT_ENTRY, DEFAULT_HTTP_ADDR,
     HTTP_ADDR_ANNOTATION, HTTP_ADDR_ENV,
 };
+pub use userns::UserNamespacePlan;
 pub use wasm::{detect_wasm, WasmKind};
+pub use wasmbox_idmap::{IdMapping, IdMappings};
 
 use std::path::{Path, PathBuf};
 
@@ -130,4 +134,6 @@ pub enum PlanError {
     TerminalUnsupported,
     #[error("{field}: {reason}")]
     Seccomp { field: String, reason: String },
+    #[error("{field}: {reason}")]
+    UserNamespace { field: String, reason: String },
 }

@@ -10,9 +10,11 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::Spec;
 use serde::{Deserialize, Serialize};
+use wasmbox_idmap::IdMappings;
 
 use crate::confine::{confinement_from_spec, Confinement};
 use crate::rootfs::{resolve_in_rootfs, ResolveError};
+use crate::userns::mount_mappings;
 use crate::wasm::{detect_wasm, WasmKind};
 use crate::PlanError;
 
@@ -32,6 +34,10 @@ pub struct Preopen {
     pub host_path: PathBuf,
     pub guest_path: String,
     pub read_only: bool,
+    /// The mount's `uidMappings`/`gidMappings`: the runner binds it
+    /// id-mapped.
+    #[serde(default)]
+    pub id_mappings: Option<IdMappings>,
 }
 
 /// Everything the runner needs to run one container, and nothing else.
@@ -262,6 +268,7 @@ fn plan(spec: &Spec, bundle: &Path, layer: Option<LayerModule<'_>>) -> Result<Ru
         host_path: rootfs,
         guest_path: "/".to_string(),
         read_only: root.readonly().unwrap_or(false),
+        id_mappings: None,
     }];
     let mut skipped_mounts = Vec::new();
     for mount in spec.mounts().as_deref().unwrap_or_default() {
@@ -388,10 +395,12 @@ fn map_mount(mount: &oci_spec::runtime::Mount) -> Result<MountMapping, PlanError
             })
         }
     }
+    let id_mappings = mount_mappings(mount, &destination)?;
     Ok(MountMapping::Preopen(Preopen {
         host_path: source.clone(),
         guest_path: destination,
         read_only: options.iter().any(|o| o == "ro"),
+        id_mappings,
     }))
 }
 
@@ -486,7 +495,8 @@ mod tests {
             [Preopen {
                 host_path: dir.path().join("rootfs"),
                 guest_path: "/".into(),
-                read_only: true
+                read_only: true,
+                id_mappings: None,
             }]
         );
     }

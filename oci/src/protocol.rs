@@ -149,6 +149,7 @@ mod tests {
                 host_path: "/b/rootfs".into(),
                 guest_path: "/".into(),
                 read_only: false,
+                id_mappings: None,
             }],
             skipped_mounts: Vec::new(),
             memory_limit: Some(64 << 20),

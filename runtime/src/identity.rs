@@ -52,6 +52,16 @@ pub fn apply_rlimits(rlimits: &[RlimitPlan]) -> Result<(), RuntimeError> {
     Ok(())
 }
 
+/// What the kernel's EINVAL means for an id: in a user namespace, an id
+/// outside its mappings.
+fn id_error(e: nix::errno::Errno) -> String {
+    if e == nix::errno::Errno::EINVAL {
+        format!("{e}: not mapped in the user namespace (linux.uidMappings/gidMappings)")
+    } else {
+        e.to_string()
+    }
+}
+
 /// Switches to `process.user`: groups first, then gid, then uid.
 pub fn switch_user(user: &UserPlan) -> Result<(), RuntimeError> {
     let gids: Vec<Gid> = user
@@ -61,13 +71,16 @@ pub fn switch_user(user: &UserPlan) -> Result<(), RuntimeError> {
         .collect();
     setgroups(&gids).map_err(|e| {
         RuntimeError::Identity(format!(
-            "process.user.additionalGids {:?}: {e}",
-            user.additional_gids
+            "process.user.additionalGids {:?}: {}",
+            user.additional_gids,
+            id_error(e)
         ))
     })?;
-    setgid(Gid::from_raw(user.gid))
-        .map_err(|e| RuntimeError::Identity(format!("process.user.gid {}: {e}", user.gid)))?;
-    setuid(Uid::from_raw(user.uid))
-        .map_err(|e| RuntimeError::Identity(format!("process.user.uid {}: {e}", user.uid)))?;
+    setgid(Gid::from_raw(user.gid)).map_err(|e| {
+        RuntimeError::Identity(format!("process.user.gid {}: {}", user.gid, id_error(e)))
+    })?;
+    setuid(Uid::from_raw(user.uid)).map_err(|e| {
+        RuntimeError::Identity(format!("process.user.uid {}: {}", user.uid, id_error(e)))
+    })?;
     Ok(())
 }

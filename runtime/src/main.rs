@@ -24,7 +24,7 @@ use wasmbox_oci::protocol::{
 };
 use wasmbox_oci::{Confinement, Preopen, RlimitPlan, RunPlan, SandboxPlan, UserPlan, WasmKind};
 use wasmbox_runtime::cache::ModuleCache;
-use wasmbox_runtime::confine::{before_fork, confine_guest, confine_supervisor, SpecProgram};
+use wasmbox_runtime::confine::{before_fork, confine_guest, confine_supervisor, Prepared};
 use wasmbox_runtime::engine::{new_component_engine, new_engine};
 use wasmbox_runtime::identity::apply_rlimits;
 use wasmbox_runtime::pidns::{fork_into_namespace, ParentWatch};
@@ -33,11 +33,21 @@ use wasmbox_runtime::{ExitReason, PreparedGuest};
 /// Exit code when the runner itself cannot work (bad invocation, broken pipe).
 const RUNNER_FAILURE: u8 = 125;
 
+/// How the guest enters its PID namespace.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PidNamespace {
+    /// A new one: the runner unshares it (after it made any user
+    /// namespace: the helper would be its init), then forks.
+    New,
+    /// The pod's, which the shim joined before exec: the runner forks.
+    Joined,
+}
+
 struct Args {
     control_fd: RawFd,
     status_fd: RawFd,
-    /// The shim put us in a PID namespace: fork so the guest is inside it.
-    pid_namespace: bool,
+    /// Fork so that the guest is inside a PID namespace.
+    pid_namespace: Option<PidNamespace>,
     /// A pod sandbox: hold the namespaces until stopped; the plan is a
     /// `SandboxPlan`.
     sandbox: bool,
@@ -46,23 +56,23 @@ struct Args {
 fn parse_args() -> Result<Args, String> {
     let mut control_fd = None;
     let mut status_fd = None;
-    let mut pid_namespace = false;
+    let mut pid_namespace = None;
     let mut sandbox = false;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
-        match flag.as_str() {
-            "--pid-namespace" => {
-                pid_namespace = true;
-                continue;
-            }
-            "--sandbox" => {
-                sandbox = true;
-                continue;
-            }
-            _ => {}
+        if flag == "--sandbox" {
+            sandbox = true;
+            continue;
         }
         let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
+            "--pid-namespace" => {
+                pid_namespace = Some(match value()?.as_str() {
+                    "new" => PidNamespace::New,
+                    "join" => PidNamespace::Joined,
+                    other => return Err(format!("--pid-namespace {other:?}: new or join")),
+                })
+            }
             // The id is there for `ps` and for tests that look for leftovers.
             "--id" => {
                 value()?;
@@ -117,6 +127,7 @@ fn main() -> ExitCode {
                 confinement: &plan.confinement,
                 user: &plan.user,
                 rlimits: &plan.rlimits,
+                preopens: &plan.preopens,
             };
             // Still one thread: the engine does not exist yet.
             let entered = enter_confined(&args, &mut status, &who, &cache)?;
@@ -133,7 +144,7 @@ fn main() -> ExitCode {
                 PreparedGuest::prepare(&engine, &cache, &plan).map_err(|e| e.to_string())?;
             let prepare_ms = ms(t);
             let t = Instant::now();
-            let confined = confine_self(&who, &plan.preopens, &entered)?;
+            let confined = confine_self(&who, &entered)?;
             let details = format!(
                 "kind={} cache={} plan_ms={plan_ms:.2} engine_ms={engine_ms:.2} prepare_ms={prepare_ms:.2} confine_ms={:.2} total_ms={:.2} confined={confined}",
                 guest.kind().as_str(),
@@ -174,9 +185,10 @@ fn hold(args: &Args, mut control: File, mut status: File) -> ExitCode {
                 confinement: &plan.confinement,
                 user: &plan.user,
                 rlimits: &plan.rlimits,
+                preopens: &[],
             };
             let entered = enter_confined(args, &mut status, &who, &ModuleCache::from_env())?;
-            let confined = confine_self(&who, &[], &entered)?;
+            let confined = confine_self(&who, &entered)?;
             Ok(((), format!("kind=sandbox confined={confined}")))
         });
     if let Err(code) = report_ready(&mut status, prepared) {
@@ -196,49 +208,43 @@ struct ConfineAs<'a> {
     confinement: &'a Confinement,
     user: &'a UserPlan,
     rlimits: &'a [RlimitPlan],
+    preopens: &'a [Preopen],
 }
 
 /// What [`enter_confined`] leaves for [`confine_self`].
 struct Entered {
     /// The tie to the PID-namespace parent, when there is one.
     watch: Option<ParentWatch>,
-    /// The spec's seccomp program, built (or read from the cache) once.
-    spec_program: Option<SpecProgram>,
+    /// The spec's seccomp program and the user namespaces.
+    prepared: Prepared,
 }
 
 /// Applies what comes before the fork (AppArmor, oomScoreAdj, the spec's
-/// seccomp program), then enters the PID namespace, where the parent
-/// confines itself to supervising.
+/// seccomp program, the user namespaces), then enters the PID namespace,
+/// where the parent confines itself to supervising.
 fn enter_confined(
     args: &Args,
     status: &mut File,
     who: &ConfineAs<'_>,
     cache: &ModuleCache,
 ) -> Result<Entered, String> {
-    let spec_program = before_fork(who.confinement, cache).map_err(|e| e.to_string())?;
+    let prepared = before_fork(who.confinement, who.preopens, cache).map_err(|e| e.to_string())?;
     let watch = enter_pid_namespace(args, status, |child| {
         apply_rlimits(who.rlimits).map_err(|e| e.to_string())?;
-        confine_supervisor(who.user, child, spec_program.as_ref()).map_err(|e| e.to_string())
+        confine_supervisor(who.user, child, &prepared).map_err(|e| e.to_string())
     })?;
-    Ok(Entered {
-        watch,
-        spec_program,
-    })
+    Ok(Entered { watch, prepared })
 }
 
 /// Confines the process that runs the guest (or holds the sandbox), and
 /// re-arms its parent-death signal, which the switch of user cleared.
-fn confine_self(
-    who: &ConfineAs<'_>,
-    preopens: &[Preopen],
-    entered: &Entered,
-) -> Result<String, String> {
+fn confine_self(who: &ConfineAs<'_>, entered: &Entered) -> Result<String, String> {
     apply_rlimits(who.rlimits).map_err(|e| e.to_string())?;
     let confined = confine_guest(
         &who.confinement.capabilities,
         who.user,
-        preopens,
-        entered.spec_program.as_ref(),
+        who.preopens,
+        &entered.prepared,
     )
     .map_err(|e| e.to_string())?;
     if let Some(watch) = &entered.watch {
@@ -247,8 +253,8 @@ fn confine_self(
     Ok(confined)
 }
 
-/// With `--pid-namespace`, forks so that the child is inside the PID
-/// namespace (the parent never returns from here; see
+/// With `--pid-namespace`, makes the PID namespace if it is new, and forks
+/// so that the child is inside it (the parent never returns from here; see
 /// `wasmbox_runtime::pidns`). The parent names the child on the status pipe
 /// (the shim moves it into the container's cgroup too: it may have been
 /// forked before the runner was moved) and runs `confine_parent`, so the
@@ -260,8 +266,11 @@ fn enter_pid_namespace(
     status: &mut File,
     confine_parent: impl FnOnce(Pid) -> Result<(), String>,
 ) -> Result<Option<ParentWatch>, String> {
-    if !args.pid_namespace {
-        return Ok(None);
+    match args.pid_namespace {
+        None => return Ok(None),
+        Some(PidNamespace::Joined) => {}
+        Some(PidNamespace::New) => nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWPID)
+            .map_err(|e| format!("cannot make the PID namespace: {e}"))?,
     }
     // The parent hands the pipes and the stdio to the child.
     fork_into_namespace(&[args.control_fd, args.status_fd, 0, 1, 2], |child| {

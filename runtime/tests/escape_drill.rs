@@ -183,8 +183,9 @@ fn subject(uid: u32, preopen: &Path, secret: &Path) {
         host_path: PathBuf::from(preopen),
         guest_path: "/".into(),
         read_only: false,
+        id_mappings: None,
     }];
-    match wasmbox_runtime::confine::confine_guest(&sets, &user, &preopens, None) {
+    match wasmbox_runtime::confine::confine_guest(&sets, &user, &preopens, &Default::default()) {
         Ok(summary) => println!("confined: {summary}"),
         Err(e) => {
             println!("confinement failed: {e}");

@@ -93,6 +93,13 @@ impl Shim for WasmboxShim {
         self.exit_signal.wait().await;
     }
 
+    fn runtime_info(
+        runtime_id: &str,
+        _options: Option<&containerd_shim::protos::protobuf::well_known_types::any::Any>,
+    ) -> containerd_shim::Result<containerd_shim::protos::types::introspection::RuntimeInfo> {
+        Ok(crate::features::runtime_info(runtime_id))
+    }
+
     async fn create_task_service(&self, publisher: RemotePublisher) -> Self::T {
         TaskService::new(
             &self.namespace,

@@ -11,6 +11,7 @@
 mod artifact;
 mod cgroup;
 mod exits;
+mod features;
 mod lifecycle;
 mod namespaces;
 mod rootfs;

@@ -10,16 +10,20 @@
 //! enters it, so for one the runner is told (`--pid-namespace`) to fork
 //! once it has its plan: the child, inside the namespace (PID 1 of a new
 //! one, or a member of the pod's), runs the guest; the parent stays outside
-//! as the task's pid, forwards signals and exits as the child did.
+//! as the task's pid, forwards signals and exits as the child did. A new
+//! PID namespace is left to the runner to unshare (`--pid-namespace new`):
+//! it may first fork a helper to make a user namespace, which must not
+//! become the new namespace's init.
 //!
 //! A new network namespace gets its loopback interface up, as under runc.
 //!
 //! A new mount namespace is always made, whatever the spec says: the
 //! runner changes its root there (see `wasmbox_runtime::confine::root`).
 //!
-//! User and time namespaces are left out on purpose: a user namespace would
-//! need id mappings a WASI guest cannot observe, and WASI clocks are the
-//! host's. Both are logged.
+//! A user namespace is the runner's to make or join, last, once it has
+//! set up its root as root of the host (see `wasmbox_runtime::confine`);
+//! it is not entered here. A time namespace is left out on purpose: WASI
+//! clocks are the host's. That is logged.
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -46,6 +50,25 @@ fn clone_flag(kind: LinuxNamespaceType) -> Option<libc::c_int> {
     }
 }
 
+/// How the runner's guest gets into its PID namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PidNamespace {
+    /// The runner unshares a new one, then forks.
+    New,
+    /// The shim joins the pod's; the runner forks.
+    Joined,
+}
+
+impl PidNamespace {
+    /// The runner's `--pid-namespace` value.
+    pub fn as_arg(self) -> &'static str {
+        match self {
+            PidNamespace::New => "new",
+            PidNamespace::Joined => "join",
+        }
+    }
+}
+
 impl NamespacePlan {
     /// Opens the namespace paths of the spec; the error names the path.
     pub fn from_spec(id: &str, namespaces: &[LinuxNamespace]) -> Result<Self, String> {
@@ -53,6 +76,10 @@ impl NamespacePlan {
         let mut create = 0;
         for ns in namespaces {
             let kind = ns.typ();
+            if kind == LinuxNamespaceType::User {
+                // The runner's, from the plan.
+                continue;
+            }
             let Some(flag) = clone_flag(kind) else {
                 log::info!(
                     "container {id}: {kind:?} namespace left out on purpose: a WASI guest cannot observe it"
@@ -76,24 +103,32 @@ impl NamespacePlan {
         Ok(Self { join, create })
     }
 
-    /// Whether the runner enters a PID namespace (and so must fork).
-    pub fn has_pid_namespace(&self) -> bool {
-        self.create & libc::CLONE_NEWPID != 0
-            || self
-                .join
-                .iter()
-                .any(|(_, flag, _)| *flag == libc::CLONE_NEWPID)
+    /// Whether the runner enters a PID namespace (and so must fork), and
+    /// how.
+    pub fn pid_namespace(&self) -> Option<PidNamespace> {
+        if self.create & libc::CLONE_NEWPID != 0 {
+            Some(PidNamespace::New)
+        } else if self
+            .join
+            .iter()
+            .any(|(_, flag, _)| *flag == libc::CLONE_NEWPID)
+        {
+            Some(PidNamespace::Joined)
+        } else {
+            None
+        }
     }
 
     /// The raw pieces for the pre-exec hook: descriptors with their flags,
-    /// and the flags to unshare. The plan must outlive the spawn.
+    /// and the flags to unshare (a new PID namespace is the runner's). The
+    /// plan must outlive the spawn.
     pub fn raw(&self) -> (Vec<(RawFd, libc::c_int)>, libc::c_int) {
         let join = self
             .join
             .iter()
             .map(|(fd, flag, _)| (fd.as_raw_fd(), *flag))
             .collect();
-        (join, self.create)
+        (join, self.create & !libc::CLONE_NEWPID)
     }
 }
 

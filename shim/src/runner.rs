@@ -107,7 +107,12 @@ pub fn spawn(
         .arg(control_read.as_raw_fd().to_string())
         .arg("--status-fd")
         .arg(status_write.as_raw_fd().to_string())
-        .args(namespaces.has_pid_namespace().then_some("--pid-namespace"))
+        .args(
+            namespaces
+                .pid_namespace()
+                .into_iter()
+                .flat_map(|pid| ["--pid-namespace", pid.as_arg()]),
+        )
         .args(matches!(mode, RunnerMode::Sandbox(_)).then_some("--sandbox"))
         .env_clear()
         .envs(
@@ -143,7 +148,7 @@ pub fn spawn(
         control: control_write,
         status: status_read,
         plan: mode,
-        forks: namespaces.has_pid_namespace(),
+        forks: namespaces.pid_namespace().is_some(),
     })
 }
 

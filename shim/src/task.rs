@@ -349,7 +349,10 @@ impl Task for TaskService {
             ));
         }
 
-        let mounted_rootfs = rootfs::mount(&bundle, &req.rootfs)
+        let spec = wasmbox_oci::load_spec(&bundle).map_err(|e| error(Code::INVALID_ARGUMENT, e))?;
+        let userns = wasmbox_oci::userns::user_namespace_from_spec(&spec)
+            .map_err(|e| error(Code::INVALID_ARGUMENT, e))?;
+        let mounted_rootfs = rootfs::mount(&bundle, &req.rootfs, userns.as_ref())
             .await
             .map_err(|e| error(Code::INTERNAL, e))?;
         let cleanup = |e: ttrpc::Error| {
@@ -359,8 +362,6 @@ impl Task for TaskService {
             e
         };
 
-        let spec = wasmbox_oci::load_spec(&bundle)
-            .map_err(|e| cleanup(error(Code::INVALID_ARGUMENT, e)))?;
         let mode = if is_sandbox(&spec) {
             RunnerMode::Sandbox(Box::new(
                 wasmbox_oci::SandboxPlan::from_spec(&spec)

@@ -50,8 +50,10 @@ fn a_guest_is_confined_like_a_runc_container_and_tighter() {
         .unwrap();
     let marker_name = marker.path().file_name().unwrap().to_owned();
 
-    let cases: [(&str, &[&str]); 2] = [
+    let userns: &[&str] = &["--uidmap", "0:100000:65536", "--gidmap", "0:100000:65536"];
+    let cases: [(&str, &[&str]); 3] = [
         ("default", &[]),
+        ("userns", userns),
         (
             "seccomp",
             &[
@@ -141,6 +143,25 @@ fn a_guest_is_confined_like_a_runc_container_and_tighter() {
             !host_visible(supervisor),
             "{name}: supervisor sees the host"
         );
+        if flags.contains(&"--uidmap") {
+            // Container root is host uid 100000, in the same mapping as
+            // under runc, for the guest and its supervisor alike.
+            let uid_map = |pid: u32| {
+                let map = std::fs::read_to_string(format!("/proc/{pid}/uid_map")).unwrap();
+                map.split_whitespace().collect::<Vec<_>>().join(" ")
+            };
+            println!(
+                "| {name} uid_map | runc | {} | wasmbox | {} |",
+                uid_map(runc),
+                uid_map(wasm)
+            );
+            for pid in [runc, wasm, supervisor] {
+                assert_eq!(uid_map(pid), "0 100000 65536", "{name}: uid_map of {pid}");
+            }
+            assert_eq!(r["Uid"], "100000\t100000\t100000\t100000", "{r:?}");
+            assert_eq!(w["Uid"], r["Uid"], "{name}: {w:?}");
+            assert_eq!(s["Uid"], r["Uid"], "{name}: supervisor {s:?}");
+        }
         cd.remove_detached(&wasm_id);
         cd.remove_detached(&runc_id);
     }
@@ -205,6 +226,28 @@ fn specs_the_runner_cannot_honour_fail_create_and_leave_nothing() {
     );
     assert!(!out.status.success());
     assert!(stderr(&out).contains(profile_path), "{}", stderr(&out));
+
+    // A uid mapping the kernel refuses: its host range overflows.
+    cd.import_wasm_image(&sample_wasm("hello"), "docker.io/wasmbox/hello:test", &[]);
+    let out = cd.ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        "--uidmap",
+        "0:4294967290:100",
+        "--gidmap",
+        "0:100000:65536",
+        "docker.io/wasmbox/hello:test",
+        "badmap",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out)
+            .contains("linux.uidMappings [0:4294967290:100]: the kernel refused the mapping"),
+        "{}",
+        stderr(&out)
+    );
 
     // An AppArmor profile on a node without AppArmor: runc's write of it
     // fails, and so does the runner, naming the field.

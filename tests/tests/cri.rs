@@ -428,3 +428,144 @@ fn a_restricted_pod_has_no_capabilities_seccomp_and_its_user() {
     cri.remove_pod_sandbox(&pod).expect("RemovePodSandbox");
     cd.assert_nothing_left();
 }
+
+/// `hostUsers: false`: the pod's user namespace, which containerd 2.x
+/// makes and pins, is joined by the sandbox's runner and every container's;
+/// container root is host uid 165536; a volume with the pod's mappings is
+/// id-mapped, so what container root writes there is the host's root's.
+#[test]
+fn a_pod_without_host_users_runs_in_its_own_user_namespace() {
+    use k8s_cri::v1::{IdMapping, Mount, NamespaceMode, UserNamespace};
+
+    let cd = Containerd::start_cri();
+    if !cd.version.starts_with('2') {
+        println!(
+            "skipped: containerd {} has no user namespaces for pods (hostUsers: false needs 2.x)",
+            cd.version
+        );
+        return;
+    }
+    import_for_cri(&cd, &["sleeper", "fsprobe"]);
+    let cri = Cri::connect(&cd.address);
+    let logs = cd.dir().join("pod-logs");
+    std::fs::create_dir_all(&logs).expect("log dir");
+    let mapping = || {
+        vec![IdMapping {
+            host_id: 165536,
+            container_id: 0,
+            length: 65536,
+        }]
+    };
+    let userns = || {
+        Some(UserNamespace {
+            mode: NamespaceMode::Pod as i32,
+            uids: mapping(),
+            gids: mapping(),
+        })
+    };
+    let mut pod_config = Cri::pod_config("userns", &logs);
+    if let Some(options) = pod_config
+        .linux
+        .as_mut()
+        .and_then(|l| l.security_context.as_mut())
+        .and_then(|c| c.namespace_options.as_mut())
+    {
+        options.userns_options = userns();
+    }
+    let pod = cri.run_pod_sandbox(&pod_config).expect("RunPodSandbox");
+    let with_userns = |config: &mut k8s_cri::v1::ContainerConfig| {
+        let context = config
+            .linux
+            .as_mut()
+            .and_then(|l| l.security_context.as_mut())
+            .expect("a container security context");
+        context
+            .namespace_options
+            .get_or_insert_with(Default::default)
+            .userns_options = userns();
+    };
+
+    let mut config = Cri::container_config("app", "docker.io/wasmbox/sleeper:latest", &[]);
+    with_userns(&mut config);
+    let app = cri
+        .create_container(&pod, config, &pod_config)
+        .expect("CreateContainer app");
+    cri.start_container(&app).expect("StartContainer app");
+    wait_for_log(&logs.join("app.log"), Duration::from_secs(60), |_, line| {
+        line == "sleeper: up"
+    });
+    let app_pid = cri.container_pid(&app).expect("app pid");
+    let sandbox_pid = cri.sandbox_pid(&pod).expect("sandbox pid");
+    for (who, pid) in [("app", app_pid), ("sandbox", sandbox_pid)] {
+        let uid_map = std::fs::read_to_string(format!("/proc/{pid}/uid_map")).expect("uid_map");
+        eprintln!("{who} {pid} uid_map: {uid_map}");
+        let fields: Vec<&str> = uid_map.split_whitespace().collect();
+        assert_eq!(fields, ["0", "165536", "65536"], "{who} uid_map: {uid_map}");
+    }
+    let userns_of = |pid: u32| std::fs::read_link(format!("/proc/{pid}/ns/user")).expect("ns");
+    assert_eq!(userns_of(app_pid), userns_of(sandbox_pid));
+    assert_ne!(userns_of(app_pid), userns_of(std::process::id()));
+    let app_status = proc_status(app_pid);
+    eprintln!("userns app {app_pid}: {app_status:?}");
+    assert_eq!(app_status["Uid"], "165536\t165536\t165536\t165536");
+    assert_eq!(app_status["NoNewPrivs"], "1");
+    assert_eq!(app_status["Seccomp"], "2");
+
+    // A volume with the pod's mappings, as the kubelet sends it for
+    // hostUsers: false: container root writes as the host's root.
+    let volume = cd.dir().join("userns-volume");
+    std::fs::create_dir_all(&volume).expect("volume dir");
+    let mut config = Cri::container_config(
+        "probe",
+        "docker.io/wasmbox/fsprobe:latest",
+        &[
+            "/app.wasm",
+            "write:/data/out.txt:from-userns",
+            "read:/data/out.txt",
+            "write:/made-in-rootfs:x",
+            "read:/made-in-rootfs",
+        ],
+    );
+    with_userns(&mut config);
+    config.mounts.push(Mount {
+        container_path: "/data".to_string(),
+        host_path: volume.display().to_string(),
+        uid_mappings: mapping(),
+        gid_mappings: mapping(),
+        ..Default::default()
+    });
+    let probe = cri
+        .create_container(&pod, config, &pod_config)
+        .expect("CreateContainer probe");
+    cri.start_container(&probe).expect("StartContainer probe");
+    let status = wait_for_exit(&cri, &probe);
+    let lines: Vec<String> = read_cri_log(&logs.join("probe.log"))
+        .into_iter()
+        .map(|(_, line)| line)
+        .collect();
+    eprintln!("probe: {lines:#?}");
+    assert_eq!(status.exit_code, 0, "{lines:?}");
+    for want in [
+        "write /data/out.txt: ok ",
+        "read /data/out.txt: ok from-userns",
+        "write /made-in-rootfs: ok ",
+        "read /made-in-rootfs: ok x",
+    ] {
+        assert!(lines.iter().any(|l| l == want), "no {want:?} in {lines:?}");
+    }
+    let written = std::fs::metadata(volume.join("out.txt")).expect("the file the probe wrote");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        (written.uid(), written.gid()),
+        (0, 0),
+        "id-mapped: container root writes as host root"
+    );
+
+    for id in [&app, &probe] {
+        let _ = cri.stop_container(id, 2);
+        cri.remove_container(id).expect("RemoveContainer");
+    }
+    cri.stop_pod_sandbox(&pod).expect("StopPodSandbox");
+    cri.remove_pod_sandbox(&pod).expect("RemovePodSandbox");
+    cd.assert_nothing_left();
+}

@@ -204,3 +204,55 @@ fn kernel_mounts_are_skipped_and_bad_binds_are_refused() {
     );
     cd.assert_nothing_left();
 }
+
+/// The WASI p1 filesystem checks of `fssuite` (files, directories, links,
+/// the sandbox's refusals, a read-only preopen), under the runner's full
+/// confinement: once with ctr's default spec and once with the spec's
+/// seccomp profile stacked on wasmbox's own. Every check passes, as it does
+/// under `wasmtime run --dir`.
+#[test]
+fn the_wasi_filesystem_suite_passes_under_confinement() {
+    let cd = Containerd::start();
+    let rootfs = rootfs_with(&[("/fssuite.wasm", &read_sample("fssuite"))]);
+    let rw = tempfile::tempdir().unwrap();
+    let ro = tempfile::tempdir().unwrap();
+    std::fs::write(ro.path().join("given.txt"), "read-only data").unwrap();
+    let rw_mount = format!(
+        "type=bind,src={},dst=/data,options=rbind:rw",
+        rw.path().display()
+    );
+    let ro_mount = format!(
+        "type=bind,src={},dst=/ro,options=rbind:ro",
+        ro.path().display()
+    );
+    for (name, extra) in [("default", &[][..]), ("seccomp", &["--seccomp"][..])] {
+        let mut flags = vec!["--mount", &rw_mount, "--mount", &ro_mount];
+        flags.extend_from_slice(extra);
+        let id = format!("fssuite-{name}");
+        let out = cd.run_rootfs_with(
+            &flags,
+            rootfs.path(),
+            &id,
+            &["/fssuite.wasm", "/data", "/ro"],
+        );
+        let (stdout, stderr) = (stdout(&out), stderr(&out));
+        println!("{name}:\n{stdout}{stderr}");
+        let failed: Vec<&str> = stdout.lines().filter(|l| !l.starts_with("PASS ")).collect();
+        assert!(failed.is_empty(), "{name}: {failed:#?}\n{stderr}");
+        assert_eq!(stdout.lines().count(), 25, "{name}: {stdout}");
+        assert!(
+            stderr.contains("fssuite: 25 passed, 0 failed"),
+            "{name}: {stderr}"
+        );
+        assert_eq!(out.status.code(), Some(0), "{name}: {stderr}");
+        assert!(
+            cd.create_line(&id).contains("landlock"),
+            "{name}: not confined: {}",
+            cd.create_line(&id)
+        );
+        // The suite cleans up after itself, and touched nothing read-only.
+        assert_eq!(std::fs::read_dir(rw.path()).unwrap().count(), 0);
+        assert_eq!(std::fs::read_dir(ro.path()).unwrap().count(), 1);
+    }
+    cd.assert_nothing_left();
+}

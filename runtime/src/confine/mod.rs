@@ -10,7 +10,12 @@
 //!   the spec's profile stacked on it ([`seccomp`]);
 //! - runs as the spec's user, with its rlimits and `oomScoreAdj`, and
 //!   under its AppArmor profile where AppArmor is on ([`apparmor`]; both
-//!   applied by [`before_fork`]).
+//!   applied by [`before_fork`]);
+//! - in the spec's user namespace, where it asks for one: container root
+//!   is then an unprivileged uid of the host ([`wasmbox_idmap`]). The
+//!   namespace is made (or opened) before the fork, while the runner is
+//!   still root outside it, and joined last, after the root is set up and
+//!   before the user switch and the capability drop.
 //!
 //! The order matters: everything that needs a path of the host (AppArmor
 //! through /proc, the preopens) or a capability (mounts, rlimits, the user
@@ -27,6 +32,9 @@ pub mod spec_seccomp;
 
 pub use spec_seccomp::SpecProgram;
 
+use std::os::fd::{AsFd, OwnedFd};
+
+use wasmbox_idmap::IdmapError;
 use wasmbox_oci::{CapabilitySets, Confinement, Preopen, UserPlan};
 
 use crate::cache::ModuleCache;
@@ -53,27 +61,57 @@ pub enum ConfineError {
     NoNewPrivs(String),
     #[error("the runner has {threads} threads and can only confine itself with one")]
     Threads { threads: usize },
+    #[error("{0}")]
+    Idmap(#[from] IdmapError),
+    #[error("linux.namespaces user path {path}: {reason}")]
+    UserNamespacePath { path: String, reason: String },
+}
+
+/// What [`before_fork`] prepares for both runner processes.
+#[derive(Default)]
+pub struct Prepared {
+    /// The spec's seccomp program, built (or read from the cache) once.
+    pub spec_program: Option<SpecProgram>,
+    /// The user namespace to join at the end, made or opened.
+    pub user_namespace: Option<OwnedFd>,
+}
+
+impl Prepared {
+    fn join_user_namespace(&self) -> Result<&'static str, ConfineError> {
+        match &self.user_namespace {
+            Some(namespace) => {
+                wasmbox_idmap::join(namespace.as_fd())?;
+                Ok(",userns")
+            }
+            None => Ok(""),
+        }
+    }
 }
 
 /// Confines a runner that runs a guest, or a pod sandbox's holder (which
-/// has no preopens), with the spec's `capabilities` and its seccomp
-/// program from [`before_fork`]. Returns what it got, for the shim's log.
+/// has no preopens), with the spec's `capabilities`, and what
+/// [`before_fork`] prepared. Returns what it got, for the shim's log.
 pub fn confine_guest(
     capabilities: &CapabilitySets,
     user: &UserPlan,
     preopens: &[Preopen],
-    spec_program: Option<&SpecProgram>,
+    prepared: &Prepared,
 ) -> Result<String, ConfineError> {
     ensure_single_threaded()?;
     let own_filter = seccomp::guest_filter(nix::unistd::getpid().as_raw())?;
     root::enter_empty_root(preopens)?;
     let landlock = root::restrict_files(preopens, true)?;
+    let userns = prepared.join_user_namespace()?;
     let kept = capabilities::drop_to(Some(capabilities), user)?;
-    seal(&own_filter, spec_program)?;
+    seal(&own_filter, prepared.spec_program.as_ref())?;
     Ok(format!(
-        "root=empty,{},seccomp=wasmbox{},caps={kept},nnp=1",
+        "root=empty,{},seccomp=wasmbox{},caps={kept},nnp=1{userns}",
         root::landlock_summary(landlock),
-        if spec_program.is_some() { "+spec" } else { "" }
+        if prepared.spec_program.is_some() {
+            "+spec"
+        } else {
+            ""
+        }
     ))
 }
 
@@ -85,7 +123,7 @@ pub fn confine_guest(
 pub fn confine_supervisor(
     user: &UserPlan,
     child: nix::unistd::Pid,
-    spec_program: Option<&SpecProgram>,
+    prepared: &Prepared,
 ) -> Result<(), ConfineError> {
     // No thread count here: the parent is what a fork of a one-threaded
     // process left, and it must not read /proc, which vanishes from its
@@ -94,19 +132,24 @@ pub fn confine_supervisor(
     // system call.
     let own_filter = seccomp::supervisor_filter(child.as_raw())?;
     root::restrict_files(&[], false)?;
+    prepared.join_user_namespace()?;
     capabilities::drop_to(None, user)?;
-    seal(&own_filter, spec_program)
+    seal(&own_filter, prepared.spec_program.as_ref())
 }
 
 /// What is applied or prepared once, before the runner forks into its PID
 /// namespace (both processes inherit or share it), while /proc is still in
 /// view and the process may still write the cache: `process.apparmorProfile`,
-/// `process.oomScoreAdj` (as runc writes it for the container's init), and
-/// the spec's seccomp program, which both processes load.
+/// `process.oomScoreAdj` (as runc writes it for the container's init), the
+/// spec's seccomp program, which both processes load, the container's user
+/// namespace, and the id-mapped `preopens` (before the guest opens them).
+/// Making a user namespace forks a helper, so this must run before the
+/// runner unshares its PID namespace (the helper would be its init).
 pub fn before_fork(
     confinement: &Confinement,
+    preopens: &[Preopen],
     cache: &ModuleCache,
-) -> Result<Option<SpecProgram>, ConfineError> {
+) -> Result<Prepared, ConfineError> {
     apparmor::apply(confinement.apparmor_profile.as_deref())?;
     if let Some(value) = confinement.oom_score_adj {
         std::fs::write("/proc/self/oom_score_adj", value.to_string()).map_err(|e| {
@@ -116,11 +159,28 @@ pub fn before_fork(
             }
         })?;
     }
-    confinement
+    let spec_program = confinement
         .seccomp
         .as_ref()
         .map(|seccomp| SpecProgram::prepare(seccomp, cache))
-        .transpose()
+        .transpose()?;
+    let user_namespace = match &confinement.user_namespace {
+        None => None,
+        Some(plan) => Some(match &plan.path {
+            Some(path) => std::fs::File::open(path).map(OwnedFd::from).map_err(|e| {
+                ConfineError::UserNamespacePath {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                }
+            })?,
+            None => wasmbox_idmap::user_namespace(&plan.mappings, "linux")?,
+        }),
+    };
+    root::map_preopens(preopens)?;
+    Ok(Prepared {
+        spec_program,
+        user_namespace,
+    })
 }
 
 /// The last step, the same for every runner process: no_new_privs, then

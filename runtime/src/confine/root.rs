@@ -12,13 +12,19 @@
 //! shows those directories and nothing else of the host: no `/proc`, no
 //! `/sys`, no `/dev`, no `/etc`.
 //!
+//! A preopen whose mount has `uidMappings` is id-mapped first, before
+//! anything opens it ([`map_preopens`]): an id-mapped bind of it, through
+//! a user namespace made for its mappings, is mounted over its own host
+//! path in the runner's namespace, so the guest's descriptor and the bind
+//! into the empty root both see the mapped ownership.
+//!
 //! Landlock (Linux 5.13 and later) then allows reading, and writing where
 //! the mount is not `ro`, beneath each preopen, and nothing elsewhere. It
 //! also scopes signals and abstract UNIX sockets to the runner itself. On a
 //! kernel without it the empty root still holds, and the runner says so.
 
 use std::fs::File;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -27,6 +33,7 @@ use landlock::{
     RulesetCreatedAttr, RulesetStatus, Scope, ABI,
 };
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use wasmbox_idmap::{IdMappings, MountAttributes};
 use wasmbox_oci::Preopen;
 
 use super::ConfineError;
@@ -40,6 +47,53 @@ fn root_error(step: impl Into<String>, e: impl std::fmt::Display) -> ConfineErro
         step: step.into(),
         reason: e.to_string(),
     }
+}
+
+/// Makes every mount of the runner's namespace private: nothing it mounts
+/// reaches the host.
+fn make_mounts_private() -> Result<(), ConfineError> {
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| root_error("make mounts private", e))
+}
+
+/// Mounts an id-mapped bind of each preopen that has mappings over its own
+/// host path, through one user namespace per distinct mapping. Runs before
+/// the guest opens its preopens; makes user namespaces, so it forks.
+pub fn map_preopens(preopens: &[Preopen]) -> Result<(), ConfineError> {
+    if preopens.iter().all(|p| p.id_mappings.is_none()) {
+        return Ok(());
+    }
+    make_mounts_private()?;
+    let mut namespaces: Vec<(&IdMappings, OwnedFd)> = Vec::new();
+    for preopen in preopens {
+        let Some(mappings) = &preopen.id_mappings else {
+            continue;
+        };
+        let index = match namespaces.iter().position(|(made, _)| *made == mappings) {
+            Some(index) => index,
+            None => {
+                let owner = format!("mount {}", preopen.guest_path);
+                namespaces.push((mappings, wasmbox_idmap::user_namespace(mappings, &owner)?));
+                namespaces.len() - 1
+            }
+        };
+        let path = &preopen.host_path;
+        wasmbox_idmap::bind_idmapped(
+            path,
+            path,
+            namespaces[index].1.as_fd(),
+            MountAttributes::default(),
+            true,
+        )
+        .map_err(|e| root_error(format!("id-map mount {}", preopen.guest_path), e))?;
+    }
+    Ok(())
 }
 
 /// Pivots into a new, empty, read-only root that holds `preopens` at
@@ -60,14 +114,7 @@ pub fn enter_empty_root(preopens: &[Preopen]) -> Result<(), ConfineError> {
     // Parents before children, so a nested preopen lands inside its parent.
     sources.sort_by_key(|(path, _, _)| path.components().count());
 
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .map_err(|e| root_error("make mounts private", e))?;
+    make_mounts_private()?;
     let hardened = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     mount(
         Some("tmpfs"),

@@ -36,7 +36,7 @@ impl MountAttributes {
             (self.noexec, libc::MOUNT_ATTR_NOEXEC),
         ] {
             if on {
-                bits |= bit as u64;
+                bits |= bit;
             }
         }
         bits

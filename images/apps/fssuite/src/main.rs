@@ -31,6 +31,8 @@ mod errno {
 }
 
 type Check = Result<(), String>;
+/// One named check, run in a fresh directory of its own.
+type NamedCheck = (&'static str, Box<dyn Fn(&Path) -> Check>);
 
 /// symlink(2) through wasi-libc (`path_symlink`); std's is unstable on WASI.
 fn symlink_path(target: impl AsRef<Path>, link: impl AsRef<Path>) -> std::io::Result<()> {
@@ -60,7 +62,7 @@ fn main() {
         eprintln!("fssuite: cannot create {}: {e}", base.display());
         std::process::exit(125);
     }
-    let mut checks: Vec<(&str, Box<dyn Fn(&Path) -> Check>)> = vec![
+    let mut checks: Vec<NamedCheck> = vec![
         ("file_create_write_read", Box::new(file_create_write_read)),
         ("file_append", Box::new(file_append)),
         ("file_create_new_exists", Box::new(file_create_new_exists)),

@@ -27,6 +27,7 @@ apps:
 	clang --target=wasm32-wasi -O2 -o target/wasm/c-hello.wasm images/c/hello.c
 	mkdir -p target/native
 	musl-gcc -static -Os -o target/native/pause images/pause/pause.c
+	musl-gcc -static -Os -o target/native/probe images/native/probe.c
 
 # One OCI image tarball per sample app (cheap, so always rebuilt).
 images:
@@ -37,6 +38,8 @@ images:
 	done
 	target/release/wasmbox-image --wasm target/native/pause --platform linux/amd64 \
 		--entrypoint /pause --name docker.io/wasmbox/pause:latest --output target/images/pause.tar
+	target/release/wasmbox-image --wasm target/native/probe --platform linux/amd64 \
+		--entrypoint /probe --name docker.io/wasmbox/probe:latest --output target/images/probe.tar
 	for app in $(APPS_P2); do \
 		target/release/wasmbox-image --wasm $(WASM_P2_DIR)/$$app.wasm \
 			--name docker.io/wasmbox/$$app:latest --output target/images/$$app.tar || exit 1; \

@@ -34,7 +34,7 @@ pub use plan::{
     HTTP_ADDR_ANNOTATION, HTTP_ADDR_ENV,
 };
 pub use userns::UserNamespacePlan;
-pub use wasm::{detect_wasm, WasmKind};
+pub use wasm::{detect_wasm, native_entrypoint, NativeEntrypoint, WasmKind};
 pub use wasmbox_idmap::{IdMapping, IdMappings};
 
 use std::path::{Path, PathBuf};
@@ -70,6 +70,14 @@ pub fn mark_used(path: &Path) {
 }
 
 impl PlanError {
+    /// The entrypoint's host path, when the error is that it is not wasm.
+    pub fn not_wasm_path(&self) -> Option<&Path> {
+        match self {
+            PlanError::NotWasm { host_path, .. } => Some(host_path),
+            _ => None,
+        }
+    }
+
     /// Whether the entrypoint is simply not in the rootfs (no args, or no
     /// such file): the container may then be a wasm OCI artifact, whose
     /// wasm is a layer of its image.

@@ -185,9 +185,6 @@ pub fn plan_for_layer(
 
 fn plan(spec: &Spec, bundle: &Path, layer: Option<LayerModule<'_>>) -> Result<RunPlan, PlanError> {
     let process = spec.process().as_ref().ok_or(PlanError::NoProcess)?;
-    if process.terminal().unwrap_or(false) {
-        return Err(PlanError::TerminalUnsupported);
-    }
     let args = process.args().as_deref().unwrap_or_default();
     let root = spec.root().as_ref().ok_or(PlanError::NoRoot)?;
     let rootfs = if root.path().is_absolute() {
@@ -237,6 +234,11 @@ fn plan(spec: &Spec, bundle: &Path, layer: Option<LayerModule<'_>>) -> Result<Ru
             })
         }
     };
+    // After the entrypoint is known to be wasm: a native one may have a
+    // terminal (runc gives it one).
+    if process.terminal().unwrap_or(false) {
+        return Err(PlanError::TerminalUnsupported);
+    }
 
     if kind == WasmKind::Component && entry != DEFAULT_ENTRY {
         return Err(PlanError::EntryOnComponent {

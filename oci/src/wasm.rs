@@ -60,6 +60,54 @@ fn describe_non_wasm(header: &[u8]) -> String {
     "it does not start with the WebAssembly magic bytes \\0asm".to_string()
 }
 
+/// A native program runc can run in place of a wasm entrypoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NativeEntrypoint {
+    /// An ELF executable.
+    Elf,
+    /// A script, with its `#!` line.
+    Script(String),
+}
+
+impl std::fmt::Display for NativeEntrypoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NativeEntrypoint::Elf => write!(f, "ELF executable"),
+            NativeEntrypoint::Script(line) => write!(f, "script ({line})"),
+        }
+    }
+}
+
+/// Whether a file's header is a native program's.
+pub fn native_kind(header: &[u8]) -> Option<NativeEntrypoint> {
+    if header.starts_with(b"\x7fELF") {
+        return Some(NativeEntrypoint::Elf);
+    }
+    if header.starts_with(b"#!") {
+        let line = header
+            .iter()
+            .take_while(|b| **b != b'\n')
+            .map(|b| *b as char)
+            .collect();
+        return Some(NativeEntrypoint::Script(line));
+    }
+    None
+}
+
+/// Whether the file at `path` is a native program (see [`native_kind`]).
+pub fn native_entrypoint(path: &Path) -> Option<NativeEntrypoint> {
+    let mut header = [0u8; 256];
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut filled = 0;
+    while filled < header.len() {
+        match file.read(&mut header[filled..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => filled += n,
+        }
+    }
+    native_kind(&header[..filled])
+}
+
 /// Reads the header of `path` and classifies it.
 ///
 /// The outer `Err` is an I/O error; the inner one describes a non-wasm file.

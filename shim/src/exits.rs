@@ -1,10 +1,13 @@
-//! Routing child exits to the containers they belong to.
+//! Routing child exits to the containers (and their exec processes) they
+//! belong to.
 //!
-//! The `containerd-shim` crate reaps every child on SIGCHLD and broadcasts
-//! `(pid, exit code)`; signal deaths arrive as 128 + the signal, so SIGTERM
-//! gives 143 and SIGKILL 137. A runner can exit before its container is
-//! registered (it fails right after start), so a runner is spawned with the
-//! registry locked and exits nobody claimed yet are kept until claimed.
+//! The `containerd-shim` crate reaps every child on SIGCHLD (the shim is a
+//! subreaper, so a runc container's init, orphaned by `runc create`, is
+//! one too) and broadcasts `(pid, exit code)`; signal deaths arrive as 128
+//! + the signal, so SIGTERM gives 143 and SIGKILL 137. A process can exit
+//! before it is registered (it fails right after start, or runc's init is
+//! quicker than its pid file), so exits nobody claimed yet are kept until
+//! claimed.
 
 use std::collections::HashMap;
 use std::process::{Child, Command};
@@ -13,7 +16,7 @@ use std::time::SystemTime;
 
 use tokio::sync::watch;
 
-/// How and when a runner ended.
+/// How and when a process ended.
 #[derive(Debug, Clone, Copy)]
 pub struct ExitInfo {
     pub code: u32,
@@ -23,6 +26,47 @@ pub struct ExitInfo {
 /// The receiving side: `None` while the process lives.
 pub type ExitReceiver = watch::Receiver<Option<ExitInfo>>;
 
+/// Whose exit a watched pid is, for the TaskExit event.
+#[derive(Debug, Clone, Default)]
+pub struct ExitOwner {
+    pub container: String,
+    /// The exec id; empty for the container's own process.
+    pub exec: String,
+    /// The pid the event names (a wasm runner's guest, say); 0 means the
+    /// watched pid itself.
+    pub task_pid: u32,
+    /// A helper of the shim's own (a runc invocation): no TaskExit.
+    pub silent: bool,
+}
+
+impl ExitOwner {
+    /// The container's own process.
+    pub fn container(id: &str) -> Self {
+        Self {
+            container: id.to_string(),
+            ..Default::default()
+        }
+    }
+
+    /// An exec process of the container.
+    pub fn exec(id: &str, exec: &str) -> Self {
+        Self {
+            container: id.to_string(),
+            exec: exec.to_string(),
+            ..Default::default()
+        }
+    }
+
+    /// A helper the shim runs for the container, whose exit is no event.
+    pub fn helper(id: &str) -> Self {
+        Self {
+            container: id.to_string(),
+            silent: true,
+            ..Default::default()
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct ExitRegistry {
     inner: Mutex<Inner>,
@@ -30,35 +74,65 @@ pub struct ExitRegistry {
 
 #[derive(Default)]
 struct Inner {
-    watchers: HashMap<i32, (String, watch::Sender<Option<ExitInfo>>)>,
+    watchers: HashMap<i32, (ExitOwner, watch::Sender<Option<ExitInfo>>)>,
     unclaimed: HashMap<i32, ExitInfo>,
 }
 
-impl ExitRegistry {
-    /// Spawns `command` for container `id` and registers its exit.
-    pub fn spawn(&self, id: &str, command: &mut Command) -> std::io::Result<(Child, ExitReceiver)> {
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let child = command.spawn()?;
-        let pid = child.id() as i32;
+impl Inner {
+    fn watch(&mut self, pid: i32, owner: ExitOwner) -> ExitReceiver {
         let (tx, rx) = watch::channel(None);
-        if let Some(exit) = inner.unclaimed.remove(&pid) {
+        if let Some(exit) = self.unclaimed.remove(&pid) {
             let _ = tx.send(Some(exit));
         }
-        inner.watchers.insert(pid, (id.to_string(), tx));
+        self.watchers.insert(pid, (owner, tx));
+        rx
+    }
+}
+
+impl ExitRegistry {
+    /// Spawns `command` for `owner` and registers its exit.
+    pub fn spawn(
+        &self,
+        owner: ExitOwner,
+        command: &mut Command,
+    ) -> std::io::Result<(Child, ExitReceiver)> {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let child = command.spawn()?;
+        let rx = inner.watch(child.id() as i32, owner);
         Ok((child, rx))
     }
 
-    /// Records an exit; returns the container id it belonged to, if any.
-    pub fn notify(&self, pid: i32, code: i32) -> Option<(String, ExitInfo)> {
+    /// Watches a process the shim did not spawn itself but reaps as the
+    /// subreaper (a runc container's init or exec process), whose pid it
+    /// learnt from a pid file. An exit that came first is delivered at once.
+    pub fn watch(&self, pid: u32, owner: ExitOwner) -> ExitReceiver {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.watch(pid as i32, owner)
+    }
+
+    /// Sets the pid a watched process's TaskExit names.
+    pub fn set_task_pid(&self, pid: u32, task_pid: u32) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((owner, _)) = inner.watchers.get_mut(&(pid as i32)) {
+            owner.task_pid = task_pid;
+        }
+    }
+
+    /// Records an exit; returns whose it was, if anyone's.
+    pub fn notify(&self, pid: i32, code: i32) -> Option<(ExitOwner, ExitInfo)> {
         let exit = ExitInfo {
             code: code as u32,
             at: SystemTime::now(),
         };
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         match inner.watchers.get(&pid) {
-            Some((id, tx)) => {
+            Some((owner, tx)) => {
                 let _ = tx.send(Some(exit));
-                Some((id.clone(), exit))
+                let mut owner = owner.clone();
+                if owner.task_pid == 0 {
+                    owner.task_pid = pid as u32;
+                }
+                Some((owner, exit))
             }
             None => {
                 inner.unclaimed.insert(pid, exit);
@@ -67,7 +141,7 @@ impl ExitRegistry {
         }
     }
 
-    /// Forgets a pid once its container is deleted.
+    /// Forgets a pid once its process is deleted.
     pub fn forget(&self, pid: i32) {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         inner.watchers.remove(&pid);

@@ -10,6 +10,7 @@
 
 mod artifact;
 mod cgroup;
+mod container;
 mod exits;
 mod features;
 mod lifecycle;

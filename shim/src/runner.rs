@@ -140,7 +140,7 @@ pub fn spawn(
         });
     }
     let (child, exit) = exits
-        .spawn(id, &mut command)
+        .spawn(crate::exits::ExitOwner::container(id), &mut command)
         .map_err(|e| format!("cannot start {}: {e}", runner.display()))?;
     Ok(SpawnedRunner {
         pid: child.id(),

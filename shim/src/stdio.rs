@@ -15,12 +15,19 @@ use nix::fcntl::{fcntl, FcntlArg, OFlag};
 
 /// Opens an output path for the runner's stdout or stderr.
 pub fn open_output(path: &str) -> io::Result<Stdio> {
+    Ok(output_file(path)?
+        .map(Stdio::from)
+        .unwrap_or_else(Stdio::null))
+}
+
+/// Opens an output path as a file; `None` for no output.
+pub fn output_file(path: &str) -> io::Result<Option<File>> {
     if path.is_empty() {
-        return Ok(Stdio::null());
+        return Ok(None);
     }
     if let Some(file) = path.strip_prefix("file://") {
         let file = OpenOptions::new().create(true).append(true).open(file)?;
-        return Ok(Stdio::from(file));
+        return Ok(Some(file));
     }
     if path.starts_with("binary://") {
         return Err(io::Error::new(
@@ -38,11 +45,11 @@ pub fn open_output(path: &str) -> io::Result<Stdio> {
     {
         Ok(file) => {
             fcntl(&file, FcntlArg::F_SETFL(OFlag::empty()))?;
-            Ok(Stdio::from(file))
+            Ok(Some(file))
         }
         Err(e) if e.raw_os_error() == Some(nix::libc::ENXIO) => {
             let file = OpenOptions::new().read(true).write(true).open(path)?;
-            Ok(Stdio::from(file))
+            Ok(Some(file))
         }
         Err(e) => Err(e),
     }
@@ -52,8 +59,16 @@ pub fn open_output(path: &str) -> io::Result<Stdio> {
 /// thread. The thread ends when the client closes its side, or when the
 /// guest exits and the pipe breaks.
 pub fn open_input(path: &str) -> io::Result<Stdio> {
+    Ok(input_pipe(path)?
+        .map(Stdio::from)
+        .unwrap_or_else(Stdio::null))
+}
+
+/// The read end of a pipe fed from `path` (see [`open_input`]); `None` for
+/// no input.
+pub fn input_pipe(path: &str) -> io::Result<Option<File>> {
     if path.is_empty() {
-        return Ok(Stdio::null());
+        return Ok(None);
     }
     let (reader, writer) = std::io::pipe()?;
     let path = path.to_string();
@@ -68,5 +83,5 @@ pub fn open_input(path: &str) -> io::Result<Stdio> {
                 Err(e) => log::warn!("cannot open stdin {path}: {e}"),
             }
         })?;
-    Ok(Stdio::from(reader))
+    Ok(Some(File::from(std::os::fd::OwnedFd::from(reader))))
 }

@@ -1,0 +1,387 @@
+//! A wasm container: a `wasmbox-runner` process that runs the guest (or
+//! holds a pod sandbox's namespaces), in the container's cgroup and
+//! namespaces. No exec, no terminal: a WASI guest has neither.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use async_trait::async_trait;
+use containerd_shim::api::{ExecProcessRequest, StateResponse};
+use containerd_shim::protos::events::task::{TaskIO, TaskOOM};
+use containerd_shim::protos::protobuf::well_known_types::any::Any;
+use containerd_shim::protos::types::task::{ProcessInfo, Status};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use wasmbox_oci::protocol::{read_notice, OOM_NOTICE};
+
+use super::options::RuntimeOptions;
+use super::{timestamp, Container, ContainerError, CreateRequest, Deleted, Result, Shared};
+use crate::cgroup::{CgroupSlot, ContainerCgroup};
+use crate::exits::{ExitInfo, ExitReceiver};
+use crate::namespaces::NamespacePlan;
+use crate::runner::{self, RunnerMode, RunnerStdio};
+use crate::{rootfs, stdio};
+
+/// How long Delete waits for a created-but-never-started runner to die.
+const KILL_WAIT: Duration = Duration::from_secs(10);
+
+pub struct WasmContainer {
+    id: String,
+    shared: Arc<Shared>,
+    bundle: PathBuf,
+    /// The task's pid: the guest's process (see `PreparedRunner::guest_pid`).
+    pid: u32,
+    /// The runner process, whose exit is the task's.
+    runner_pid: u32,
+    io: TaskIO,
+    started: bool,
+    exit: ExitReceiver,
+    /// The runner's control pipe until the task is started.
+    control: Option<File>,
+    /// Where the shim mounted the rootfs, to unmount at delete.
+    mounted_rootfs: Option<PathBuf>,
+    cgroup: CgroupSlot,
+    paused: bool,
+}
+
+fn invalid(e: impl ToString) -> ContainerError {
+    ContainerError::InvalidArgument(e.to_string())
+}
+
+fn no_exec(exec_id: &str) -> Result<()> {
+    if exec_id.is_empty() {
+        Ok(())
+    } else {
+        Err(ContainerError::NotFound(format!(
+            "exec {exec_id} not found: wasm containers have no exec processes"
+        )))
+    }
+}
+
+impl WasmContainer {
+    /// Starts the runner for `mode` and waits until it has loaded its guest
+    /// (or failed, which is the error). The caller unmounts the rootfs on
+    /// failure.
+    pub async fn create(
+        shared: &Arc<Shared>,
+        request: CreateRequest<'_>,
+        mode: RunnerMode,
+        options: &RuntimeOptions,
+    ) -> Result<Self> {
+        let create_started = Instant::now();
+        let (req, spec, bundle) = (request.req, request.spec, request.bundle);
+        let id = req.id.clone();
+        if req.terminal {
+            return Err(invalid(
+                "wasmbox does not support a terminal for wasm containers: run without -t/--tty",
+            ));
+        }
+        if let RunnerMode::Guest(plan) = &mode {
+            for skipped in &plan.skipped_mounts {
+                log::info!(
+                    "container {id}: mount at {} ({}) skipped on purpose: {}",
+                    skipped.destination,
+                    skipped.kind,
+                    skipped.reason
+                );
+            }
+        }
+        let stdio = (|| -> std::io::Result<RunnerStdio> {
+            Ok(RunnerStdio {
+                stdin: stdio::open_input(&req.stdin)?,
+                stdout: stdio::open_output(&req.stdout)?,
+                stderr: stdio::open_output(&req.stderr)?,
+            })
+        })()
+        .map_err(|e| ContainerError::Internal(format!("cannot open the container's stdio: {e}")))?;
+
+        let linux = spec.linux().as_ref();
+        let cgroups_path = linux
+            .and_then(|l| l.cgroups_path().as_ref())
+            .map(|p| p.to_string_lossy().into_owned())
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| format!("/wasmbox/{id}"));
+        let resources = linux.and_then(|l| l.resources().as_ref());
+        let cgroup = ContainerCgroup::create(&cgroups_path, options.systemd_cgroup, resources)
+            .map_err(invalid)?;
+        let namespaces = NamespacePlan::from_spec(
+            &id,
+            linux
+                .and_then(|l| l.namespaces().as_deref())
+                .unwrap_or_default(),
+        );
+        let namespaces = match namespaces {
+            Ok(namespaces) => namespaces,
+            Err(e) => {
+                let mut cgroup = cgroup;
+                cgroup.destroy();
+                return Err(invalid(e));
+            }
+        };
+        let spawn_at = Instant::now();
+        let runs = mode.describe().to_string();
+        let mut cgroup = cgroup;
+        let spawned = runner::spawn(&id, mode, stdio, &shared.exits, &namespaces).map_err(|e| {
+            cgroup.destroy();
+            invalid(e)
+        })?;
+        // The move into the cgroup waits on the kernel; the runner loads its
+        // module meanwhile, and Start waits for the move (see CgroupSlot).
+        let (children, named_children) = std::sync::mpsc::channel();
+        let mut cgroup = CgroupSlot::confine(cgroup, spawned.pid, named_children);
+        let prepared = match spawned.ready(&shared.exits, children).await {
+            Ok(prepared) => prepared,
+            Err(e) => {
+                cgroup.destroy().await;
+                return Err(invalid(e));
+            }
+        };
+        let runner_pid = prepared.pid;
+        let pid = prepared.guest_pid.unwrap_or(runner_pid);
+        shared.exits.set_task_pid(runner_pid, pid);
+        log::info!("container {id}: runner {runner_pid} (task pid {pid}) ready for {runs}");
+        log::debug!(
+            "container {id}: create path: set-up {:.2} ms, runner spawn to ready {:.2} ms, total {:.2} ms; runner: {}",
+            (spawn_at - create_started).as_secs_f64() * 1000.0,
+            spawn_at.elapsed().as_secs_f64() * 1000.0,
+            create_started.elapsed().as_secs_f64() * 1000.0,
+            prepared.details
+        );
+        watch_notices(shared, &id, prepared.notices);
+        if let Err(e) = std::fs::write(bundle.join("runner.pid"), runner_pid.to_string()) {
+            log::warn!(
+                "cannot record the runner's pid in {}: {e}",
+                bundle.display()
+            );
+        }
+        Ok(Self {
+            id,
+            shared: shared.clone(),
+            bundle: bundle.to_path_buf(),
+            pid,
+            runner_pid,
+            io: TaskIO {
+                stdin: req.stdin.clone(),
+                stdout: req.stdout.clone(),
+                stderr: req.stderr.clone(),
+                terminal: req.terminal,
+                ..Default::default()
+            },
+            started: false,
+            exit: prepared.exit,
+            control: Some(prepared.control),
+            mounted_rootfs: request.mounted_rootfs,
+            cgroup,
+            paused: false,
+        })
+    }
+
+    fn exited(&self) -> Option<ExitInfo> {
+        *self.exit.borrow()
+    }
+
+    fn status(&self) -> Status {
+        match (self.exited(), self.started, self.paused) {
+            (Some(_), _, _) => Status::STOPPED,
+            (None, _, true) => Status::PAUSED,
+            (None, true, false) => Status::RUNNING,
+            (None, false, false) => Status::CREATED,
+        }
+    }
+
+    async fn cgroup(&mut self) -> Result<&mut ContainerCgroup> {
+        self.cgroup
+            .get()
+            .await
+            .map_err(ContainerError::FailedPrecondition)
+    }
+
+    async fn set_frozen(&mut self, frozen: bool) -> Result<()> {
+        let cgroup = self.cgroup().await?;
+        let result = if frozen {
+            cgroup.freeze()
+        } else {
+            cgroup.thaw()
+        };
+        result.map_err(ContainerError::Internal)?;
+        self.paused = frozen;
+        Ok(())
+    }
+}
+
+/// Reads the runner's notices until it exits; an OOM notice becomes a
+/// TaskOOM event, which CRI reports as the reason OOMKilled.
+fn watch_notices(shared: &Arc<Shared>, id: &str, mut notices: std::io::BufReader<File>) {
+    let shared = shared.clone();
+    let id = id.to_string();
+    let handle = tokio::runtime::Handle::current();
+    std::thread::spawn(move || {
+        while let Ok(Some(notice)) = read_notice(&mut notices) {
+            if notice == OOM_NOTICE {
+                log::info!("container {id}: guest stopped for memory");
+                let event = TaskOOM {
+                    container_id: id.clone(),
+                    ..Default::default()
+                };
+                let shared = shared.clone();
+                handle.spawn(async move { shared.publish(event).await });
+            }
+        }
+    });
+}
+
+#[async_trait]
+impl Container for WasmContainer {
+    fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    async fn start(&mut self, exec_id: &str) -> Result<u32> {
+        no_exec(exec_id)?;
+        let waited = Instant::now();
+        let id = self.id.clone();
+        self.cgroup.get().await.map_err(|e| {
+            ContainerError::FailedPrecondition(format!("container {id} cannot start: {e}"))
+        })?;
+        log::debug!(
+            "container {id}: start waited {:.2} ms for the cgroup",
+            waited.elapsed().as_secs_f64() * 1000.0
+        );
+        let Some(mut control) = self.control.take() else {
+            return Err(ContainerError::FailedPrecondition(format!(
+                "container {id} was already started"
+            )));
+        };
+        control
+            .write_all(&[wasmbox_oci::protocol::START])
+            .map_err(|e| {
+                ContainerError::FailedPrecondition(format!(
+                    "container {id} ended before it started: {e}"
+                ))
+            })?;
+        self.started = true;
+        Ok(self.pid)
+    }
+
+    fn exit(&self, exec_id: &str) -> Result<ExitReceiver> {
+        no_exec(exec_id)?;
+        Ok(self.exit.clone())
+    }
+
+    async fn kill(&mut self, exec_id: &str, signal: Signal, _all: bool) -> Result<()> {
+        no_exec(exec_id)?;
+        if self.exited().is_some() {
+            return Err(ContainerError::NotFound(format!(
+                "container {}: process already finished",
+                self.id
+            )));
+        }
+        kill(Pid::from_raw(self.pid as i32), signal).map_err(|e| {
+            ContainerError::Internal(format!("cannot signal runner {}: {e}", self.pid))
+        })
+    }
+
+    async fn delete(&mut self, exec_id: &str) -> Result<Deleted> {
+        no_exec(exec_id)?;
+        if self.started && self.exited().is_none() {
+            return Err(ContainerError::FailedPrecondition(format!(
+                "container {} is running: kill it before deleting it",
+                self.id
+            )));
+        }
+        if !self.started && self.exited().is_none() {
+            // Created, never started: the runner waits for its start byte.
+            let _ = kill(Pid::from_raw(self.runner_pid as i32), Signal::SIGKILL);
+        }
+        let mut exit = self.exit.clone();
+        let info = tokio::time::timeout(KILL_WAIT, exit.wait_for(|e| e.is_some()))
+            .await
+            .ok()
+            .and_then(|r| r.ok().and_then(|e| *e));
+        if let Some(target) = &self.mounted_rootfs {
+            rootfs::unmount(target);
+        }
+        self.cgroup.destroy().await;
+        let _ = std::fs::remove_file(self.bundle.join("runner.pid"));
+        self.shared.exits.forget(self.runner_pid as i32);
+        Ok(Deleted {
+            pid: self.pid,
+            exit: info.unwrap_or(ExitInfo {
+                code: 128 + Signal::SIGKILL as u32,
+                at: SystemTime::now(),
+            }),
+        })
+    }
+
+    fn state(&self, exec_id: &str) -> Result<StateResponse> {
+        no_exec(exec_id)?;
+        let exited = self.exited();
+        Ok(StateResponse {
+            id: self.id.clone(),
+            bundle: self.bundle.to_string_lossy().into_owned(),
+            pid: self.pid,
+            status: self.status().into(),
+            stdin: self.io.stdin.clone(),
+            stdout: self.io.stdout.clone(),
+            stderr: self.io.stderr.clone(),
+            terminal: self.io.terminal,
+            exit_status: exited.map(|e| e.code).unwrap_or_default(),
+            exited_at: exited.map(|e| timestamp(e.at)).into(),
+            ..Default::default()
+        })
+    }
+
+    async fn pids(&self) -> Result<Vec<ProcessInfo>> {
+        Ok(if self.exited().is_none() {
+            vec![ProcessInfo {
+                pid: self.pid,
+                ..Default::default()
+            }]
+        } else {
+            Vec::new()
+        })
+    }
+
+    async fn stats(&mut self) -> Result<Any> {
+        self.cgroup()
+            .await?
+            .metrics()
+            .map_err(ContainerError::Internal)
+    }
+
+    async fn pause(&mut self) -> Result<()> {
+        self.set_frozen(true).await
+    }
+
+    async fn resume(&mut self) -> Result<()> {
+        self.set_frozen(false).await
+    }
+
+    async fn update(&mut self, resources: &oci_spec::runtime::LinuxResources) -> Result<()> {
+        self.cgroup()
+            .await?
+            .update(resources)
+            .map_err(ContainerError::Internal)
+    }
+
+    async fn exec(&mut self, _req: &ExecProcessRequest) -> Result<()> {
+        Err(ContainerError::Unimplemented(
+            "exec is not supported for wasm containers: a WASI guest has no second process".into(),
+        ))
+    }
+
+    async fn resize_pty(&mut self, _exec_id: &str, _width: u32, _height: u32) -> Result<()> {
+        Err(ContainerError::FailedPrecondition(
+            "the container has no terminal: wasm containers run without -t".into(),
+        ))
+    }
+
+    async fn close_io(&mut self, _exec_id: &str) -> Result<()> {
+        // stdin is copied by a thread that ends when the client closes its
+        // side of the fifo, which is what CloseIO announces.
+        Ok(())
+    }
+}

@@ -7,7 +7,8 @@
 #   scripts/private-containerd.sh stop DIR
 #
 # With `cri`, containerd's CRI plugin is on, with wasmbox registered as the
-# runtime handler `wasmbox` (and runc as `runc`), pod networking through
+# runtime handler `wasmbox` (and runc as `runc`, and `wasmbox-wasm-only`,
+# whose options refuse native containers), pod networking through
 # Debian's CNI plugins (a bridge and host-local addresses of its own, in
 # DIR), and our local pause image (target/images/pause.tar, imported into
 # the k8s.io namespace) as the sandbox image, so no registry is needed. Its
@@ -36,14 +37,13 @@ stop() {
     rm -f "$dir/containerd.pid"
   fi
   # Shims outlive containerd by design; ours are recognised by our address.
-  # Runners of this containerd use its cache dir. A runc shim's containers
+  # Runners of this containerd use its cache dir. A shim's runc containers
   # are its children (it is their subreaper): they go first.
   local p cmdline
   for p in /proc/[0-9]*; do
     cmdline="$(tr '\0' ' ' 2>/dev/null < "$p/cmdline")" || continue
     case "$cmdline" in
-      *containerd-shim-wasmbox-v1*"-address $dir/containerd.sock"*) kill -9 "${p#/proc/}" 2>/dev/null || true ;;
-      *containerd-shim-runc-v2*"-address $dir/containerd.sock"*)
+      *containerd-shim-wasmbox-v1*"-address $dir/containerd.sock"*|*containerd-shim-runc-v2*"-address $dir/containerd.sock"*)
         for child in $(cat "$p"/task/*/children 2>/dev/null); do kill -9 "$child" 2>/dev/null || true; done
         kill -9 "${p#/proc/}" 2>/dev/null || true ;;
       *wasmbox-runner*)
@@ -177,6 +177,10 @@ TOML
   runtime_type = "io.containerd.wasmbox.v1"
   pod_annotations = ["wasmbox.io/*"]
   container_annotations = ["wasmbox.io/*"]
+[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.wasmbox-wasm-only]
+  runtime_type = "io.containerd.wasmbox.v1"
+[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.wasmbox-wasm-only.options]
+  native = "refuse"
 TOML
   elif [[ "$cri" == cri ]]; then
     cat <<TOML
@@ -195,6 +199,10 @@ TOML
   runtime_type = "io.containerd.wasmbox.v1"
   pod_annotations = ["wasmbox.io/*"]
   container_annotations = ["wasmbox.io/*"]
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.wasmbox-wasm-only]
+  runtime_type = "io.containerd.wasmbox.v1"
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.wasmbox-wasm-only.options]
+  native = "refuse"
 TOML
   fi
 } > "$dir/config.toml"

@@ -40,7 +40,7 @@ static int get(const char *port, const char *path) {
     if (fd < 0) { perror("connect"); return 1; }
     char request[512];
     int n = snprintf(request, sizeof request,
-                     "GET /%s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", path);
+                     "GET /%s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
     if (write(fd, request, (size_t)n) != n) { perror("write"); return 1; }
     static char response[65536];
     size_t got = 0;

@@ -67,6 +67,10 @@ impl ExitOwner {
     }
 }
 
+/// Exits that were claimed only after they happened, for the TaskExit
+/// events nobody published yet.
+pub type LateExits = tokio::sync::mpsc::UnboundedReceiver<(ExitOwner, ExitInfo)>;
+
 #[derive(Default)]
 pub struct ExitRegistry {
     inner: Mutex<Inner>,
@@ -76,13 +80,25 @@ pub struct ExitRegistry {
 struct Inner {
     watchers: HashMap<i32, (ExitOwner, watch::Sender<Option<ExitInfo>>)>,
     unclaimed: HashMap<i32, ExitInfo>,
+    late: Option<tokio::sync::mpsc::UnboundedSender<(ExitOwner, ExitInfo)>>,
 }
 
 impl Inner {
-    fn watch(&mut self, pid: i32, owner: ExitOwner) -> ExitReceiver {
+    fn watch(&mut self, pid: i32, mut owner: ExitOwner) -> ExitReceiver {
         let (tx, rx) = watch::channel(None);
         if let Some(exit) = self.unclaimed.remove(&pid) {
             let _ = tx.send(Some(exit));
+            if !owner.silent {
+                if let Some(late) = &self.late {
+                    let mut event_owner = owner.clone();
+                    if event_owner.task_pid == 0 {
+                        event_owner.task_pid = pid as u32;
+                    }
+                    let _ = late.send((event_owner, exit));
+                }
+            }
+            // Published now; the reaper will not report it again.
+            owner.silent = true;
         }
         self.watchers.insert(pid, (owner, tx));
         rx
@@ -90,6 +106,14 @@ impl Inner {
 }
 
 impl ExitRegistry {
+    /// The exits claimed after they happened; taken once, by the event
+    /// publisher.
+    pub fn late_exits(&self) -> LateExits {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).late = Some(tx);
+        rx
+    }
+
     /// Spawns `command` for `owner` and registers its exit.
     pub fn spawn(
         &self,

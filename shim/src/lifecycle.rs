@@ -74,6 +74,7 @@ impl Shim for WasmboxShim {
         let bundle =
             std::env::current_dir().map_err(|e| containerd_shim::Error::Other(e.to_string()))?;
         kill_leftover_runner(&bundle);
+        crate::container::native::force_delete(&bundle);
         crate::rootfs::unmount(&bundle.join("rootfs"));
         let since = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)

@@ -104,13 +104,24 @@ impl TaskService {
             }
         };
         let shared = self.inner.shared.clone();
+        let mut late = shared.exits.late_exits();
         tokio::spawn(async move {
-            while let Some(event) = subscription.rx.recv().await {
-                let Subject::Pid(pid) = event.subject else {
-                    continue;
-                };
-                let Some((owner, exit)) = shared.exits.notify(pid, event.exit_code) else {
-                    continue;
+            loop {
+                let (owner, exit, pid) = tokio::select! {
+                    event = subscription.rx.recv() => {
+                        let Some(event) = event else { break };
+                        let Subject::Pid(pid) = event.subject else {
+                            continue;
+                        };
+                        let Some((owner, exit)) = shared.exits.notify(pid, event.exit_code) else {
+                            continue;
+                        };
+                        (owner, exit, pid)
+                    }
+                    Some((owner, exit)) = late.recv() => {
+                        let pid = owner.task_pid as i32;
+                        (owner, exit, pid)
+                    }
                 };
                 if owner.silent {
                     continue;

@@ -89,12 +89,21 @@ impl Cri {
     }
 
     pub fn run_pod_sandbox(&self, config: &PodSandboxConfig) -> Result<String, Status> {
+        self.run_pod_sandbox_with(config, HANDLER)
+    }
+
+    /// RunPodSandbox under runtime `handler` (a RuntimeClass's).
+    pub fn run_pod_sandbox_with(
+        &self,
+        config: &PodSandboxConfig,
+        handler: &str,
+    ) -> Result<String, Status> {
         self.runtime.block_on(async {
             Ok(self
                 .runtime_service()
                 .run_pod_sandbox(Request::new(RunPodSandboxRequest {
                     config: Some(config.clone()),
-                    runtime_handler: HANDLER.to_string(),
+                    runtime_handler: handler.to_string(),
                 }))
                 .await?
                 .into_inner()
@@ -169,6 +178,43 @@ impl Cri {
                 .into_inner()
                 .container_id)
         })
+    }
+
+    /// ExecSync, as an exec probe or `kubectl exec` without a terminal
+    /// makes it: (exit code, stdout, stderr).
+    pub fn exec_sync(&self, id: &str, cmd: &[&str]) -> Result<(i32, String, String), Status> {
+        self.runtime.block_on(async {
+            let response = self
+                .runtime_service()
+                .exec_sync(Request::new(ExecSyncRequest {
+                    container_id: id.to_string(),
+                    cmd: cmd.iter().map(|c| c.to_string()).collect(),
+                    timeout: 30,
+                }))
+                .await?
+                .into_inner();
+            Ok((
+                response.exit_code,
+                String::from_utf8_lossy(&response.stdout).into_owned(),
+                String::from_utf8_lossy(&response.stderr).into_owned(),
+            ))
+        })
+    }
+
+    /// Waits (at most 30 s) for container `id` to exit; its status.
+    pub fn wait_for_exit(&self, id: &str) -> ContainerStatus {
+        let mut status = None;
+        crate::wait_until(
+            &format!("container {id} to exit"),
+            std::time::Duration::from_secs(30),
+            || {
+                let s = self.container_status(id).expect("container status");
+                let exited = s.state == ContainerState::ContainerExited as i32;
+                status = Some(s);
+                exited
+            },
+        );
+        status.expect("a status")
     }
 
     pub fn start_container(&self, id: &str) -> Result<(), Status> {
@@ -294,4 +340,43 @@ pub fn read_cri_log(path: &Path) -> Vec<(String, String)> {
             Some((stream.to_string(), parts.next().unwrap_or("").to_string()))
         })
         .collect()
+}
+
+/// Imports sample images (`target/images/<app>.tar`) into CRI's
+/// namespace, `k8s.io`.
+pub fn import_for_cri(cd: &crate::Containerd, apps: &[&str]) {
+    for app in apps {
+        let tar = crate::repo_root().join(format!("target/images/{app}.tar"));
+        let out = cd.ctr(&[
+            "-n",
+            "k8s.io",
+            "images",
+            "import",
+            "--all-platforms",
+            tar.to_str().expect("utf-8"),
+        ]);
+        crate::assert_success(&out, &format!("import {app} for CRI"));
+    }
+}
+
+/// Waits (at most `timeout`) until the CRI log at `path` has a line that
+/// `matches` (stream, line); returns all its lines.
+pub fn wait_for_log(
+    path: &Path,
+    timeout: std::time::Duration,
+    matches: impl Fn(&str, &str) -> bool,
+) -> Vec<(String, String)> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let lines = read_cri_log(path);
+        if lines.iter().any(|(stream, line)| matches(stream, line)) {
+            return lines;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no awaited line in {} within {timeout:?}; it has {lines:#?}",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }

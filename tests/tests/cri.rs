@@ -10,61 +10,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use k8s_cri::v1::ContainerState;
-use wasmbox_tests::cri::{read_cri_log, Cri};
+use wasmbox_tests::cri::{import_for_cri, read_cri_log, wait_for_log, Cri};
 use wasmbox_tests::*;
-
-/// Imports sample images into CRI's namespace, `k8s.io`.
-fn import_for_cri(cd: &Containerd, apps: &[&str]) {
-    for app in apps {
-        let tar = repo_root().join(format!("target/images/{app}.tar"));
-        let out = cd.ctr(&[
-            "-n",
-            "k8s.io",
-            "images",
-            "import",
-            "--all-platforms",
-            tar.to_str().expect("utf-8"),
-        ]);
-        assert_success(&out, &format!("import {app} for CRI"));
-    }
-}
-
-/// Waits (at most `timeout`) until the CRI log at `path` has a line that
-/// `matches`; returns all its lines.
-fn wait_for_log(
-    path: &Path,
-    timeout: Duration,
-    matches: impl Fn(&str, &str) -> bool,
-) -> Vec<(String, String)> {
-    let deadline = std::time::Instant::now() + timeout;
-    loop {
-        let lines = read_cri_log(path);
-        if lines.iter().any(|(stream, line)| matches(stream, line)) {
-            return lines;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no awaited line in {} within {timeout:?}; it has {lines:#?}",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn wait_for_exit(cri: &Cri, id: &str) -> k8s_cri::v1::ContainerStatus {
-    let mut status = None;
-    wait_until(
-        &format!("container {id} to exit"),
-        Duration::from_secs(30),
-        || {
-            let s = cri.container_status(id).expect("container status");
-            let exited = s.state == ContainerState::ContainerExited as i32;
-            status = Some(s);
-            exited
-        },
-    );
-    status.expect("a status")
-}
 
 /// Creates and starts container `name` of `image` running `command` in the
 /// pod, and waits (at most 60 s) for `ready` in its CRI log.
@@ -141,7 +88,7 @@ fn a_pod_of_two_wasm_containers_shares_one_shim_and_one_network() {
         )
         .expect("CreateContainer client");
     cri.start_container(&client).expect("StartContainer client");
-    let status = wait_for_exit(&cri, &client);
+    let status = cri.wait_for_exit(&client);
     assert_eq!(
         status.exit_code, 0,
         "client: {} {}",
@@ -240,7 +187,7 @@ fn a_pod_of_two_wasm_containers_shares_one_shim_and_one_network() {
     assert!(memory > 0, "no memory usage reported");
 
     cri.stop_container(&server, 10).expect("StopContainer");
-    let status = wait_for_exit(&cri, &server);
+    let status = cri.wait_for_exit(&server);
     assert_eq!(
         status.exit_code, 143,
         "SIGTERM ends the server: {}",
@@ -285,7 +232,7 @@ fn a_failing_container_and_one_that_will_not_stop() {
         .expect("CreateContainer failing");
     cri.start_container(&failing)
         .expect("StartContainer failing");
-    let status = wait_for_exit(&cri, &failing);
+    let status = cri.wait_for_exit(&failing);
     assert_eq!(status.exit_code, 3);
     assert_eq!(status.reason, "Error");
 
@@ -321,7 +268,7 @@ fn a_failing_container_and_one_that_will_not_stop() {
     );
     let stop_started = std::time::Instant::now();
     cri.stop_container(&server, 2).expect("StopContainer");
-    let status = wait_for_exit(&cri, &server);
+    let status = cri.wait_for_exit(&server);
     assert_eq!(status.exit_code, 137, "the timeout's SIGKILL ends it");
     assert!(
         stop_started.elapsed() >= Duration::from_secs(2),
@@ -538,7 +485,7 @@ fn a_pod_without_host_users_runs_in_its_own_user_namespace() {
         .create_container(&pod, config, &pod_config)
         .expect("CreateContainer probe");
     cri.start_container(&probe).expect("StartContainer probe");
-    let status = wait_for_exit(&cri, &probe);
+    let status = cri.wait_for_exit(&probe);
     let lines: Vec<String> = read_cri_log(&logs.join("probe.log"))
         .into_iter()
         .map(|(_, line)| line)

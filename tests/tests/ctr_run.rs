@@ -169,7 +169,14 @@ fn bad_entrypoints_fail_with_clear_errors_and_leave_nothing() {
         ),
     ];
     for (i, (entry, wants)) in cases.iter().enumerate() {
-        let out = cd.run_rootfs(rootfs.path(), &format!("bad{i}"), &[entry]);
+        // Native programs run through runc unless refused, which gives
+        // the message they got before wasmbox ran them (see native.rs).
+        let out = cd.run_rootfs_with(
+            &["--annotation", "wasmbox.io/native=refuse"],
+            rootfs.path(),
+            &format!("bad{i}"),
+            &[entry],
+        );
         assert!(!out.status.success(), "{entry} should fail");
         let err = stderr(&out);
         for want in *wants {

@@ -12,6 +12,7 @@
 pub mod kind;
 pub mod native;
 pub mod options;
+pub mod process;
 pub mod runc;
 pub mod wasm;
 

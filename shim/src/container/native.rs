@@ -14,114 +14,57 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use containerd_shim::api::{ExecProcessRequest, StateResponse};
-use containerd_shim::asynchronous::io::{IoTasks, Pty};
 use containerd_shim::protos::events::task::TaskIO;
 use containerd_shim::protos::protobuf::well_known_types::any::Any;
-use containerd_shim::protos::types::task::{ProcessInfo, Status};
+use containerd_shim::protos::types::task::ProcessInfo;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use runc::options::{CreateOpts, DeleteOpts, ExecOpts, KillOpts};
 use runc::Runc;
-use tokio::sync::watch;
 use wasmbox_oci::NativeEntrypoint;
 
 use super::options::RuntimeOptions;
-use super::runc::{client, last_error, resize, ConsoleSocket, PassThrough};
+use super::process::Process;
+use super::runc::{client, last_error, resize, ConsoleSocket};
 use super::{timestamp, Container, ContainerError, CreateRequest, Deleted, Result, Shared};
 use crate::cgroup::ContainerCgroup;
 use crate::exits::{ExitInfo, ExitOwner, ExitReceiver};
-use crate::{rootfs, stdio};
+use crate::rootfs;
+
+/// Where a native container's bundle records the runc binary it was made
+/// with, for [`force_delete`].
+const RUNC_BINARY_FILE: &str = "runc-binary";
+
+/// After the shim died (`containerd-shim-wasmbox-v1 delete` in the
+/// bundle): `runc delete --force` the bundle's native container, if it has
+/// one, which kills its processes and removes its cgroup, as runc's shim
+/// does in the same place.
+pub fn force_delete(bundle: &Path) {
+    let root = bundle.join("runc");
+    let Some(id) = bundle.file_name() else { return };
+    if !root.is_dir() {
+        return;
+    }
+    let binary = std::fs::read_to_string(bundle.join(RUNC_BINARY_FILE))
+        .unwrap_or_else(|_| "runc".to_string());
+    let deleted = std::process::Command::new(binary.trim())
+        .arg("--root")
+        .arg(&root)
+        .args(["delete", "--force"])
+        .arg(id)
+        .output();
+    match deleted {
+        Ok(out) if out.status.success() => log::info!("deleted runc container {id:?}"),
+        Ok(out) => log::warn!(
+            "runc delete --force {id:?}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        Err(e) => log::warn!("runc delete --force {id:?}: {e}"),
+    }
+}
 
 /// How long Delete waits for a process that `runc delete --force` killed.
 const KILL_WAIT: Duration = Duration::from_secs(10);
-
-/// One process of the container: its init, or an exec.
-struct Process {
-    /// 0 until it runs (an exec before Start).
-    pid: u32,
-    io: TaskIO,
-    started: bool,
-    /// Fed from the exit registry once the process runs.
-    exit: (watch::Sender<Option<ExitInfo>>, ExitReceiver),
-    /// The terminal's master, when it has one.
-    pty: Option<Pty>,
-    /// The copies between the terminal and the fifos.
-    copies: IoTasks,
-}
-
-impl Process {
-    fn new(io: TaskIO) -> Self {
-        Self {
-            pid: 0,
-            io,
-            started: false,
-            exit: watch::channel(None),
-            pty: None,
-            copies: IoTasks::default(),
-        }
-    }
-
-    fn exited(&self) -> Option<ExitInfo> {
-        *self.exit.1.borrow()
-    }
-
-    /// Forwards the registry's news of `pid` to this process's watchers.
-    fn watch(&mut self, shared: &Shared, pid: u32, owner: ExitOwner) {
-        self.pid = pid;
-        let mut from = shared.exits.watch(pid, owner);
-        let to = self.exit.0.clone();
-        tokio::spawn(async move {
-            if let Ok(exit) = from.wait_for(|e| e.is_some()).await {
-                let _ = to.send(*exit);
-            }
-        });
-    }
-
-    /// The process's stdio for runc: pass-through files, or a console
-    /// socket for a terminal.
-    fn stdio(&self) -> Result<(PassThrough, Option<ConsoleSocket>)> {
-        if self.io.terminal {
-            return Ok((PassThrough::default(), Some(ConsoleSocket::new()?)));
-        }
-        let failed =
-            |e: std::io::Error| ContainerError::Internal(format!("cannot open the stdio: {e}"));
-        Ok((
-            PassThrough {
-                stdin: stdio::input_pipe(&self.io.stdin).map_err(failed)?,
-                stdout: stdio::output_file(&self.io.stdout).map_err(failed)?,
-                stderr: stdio::output_file(&self.io.stderr).map_err(failed)?,
-            },
-            None,
-        ))
-    }
-
-    /// Copies between the terminal's `master` and the fifos.
-    fn attach(&mut self, master: std::fs::File) -> Result<()> {
-        let failed = |e: containerd_shim::Error| ContainerError::Internal(e.to_string());
-        let pty = Pty::new(master).map_err(failed)?;
-        if !self.io.stdin.is_empty() {
-            self.copies
-                .copy_from_fifo(&self.io.stdin, pty.clone())
-                .map_err(failed)?;
-        }
-        if !self.io.stdout.is_empty() {
-            self.copies
-                .copy_to_fifo(pty.clone(), &self.io.stdout)
-                .map_err(failed)?;
-        }
-        self.pty = Some(pty);
-        Ok(())
-    }
-
-    fn status(&self, paused: bool) -> Status {
-        match (self.exited(), self.started, paused) {
-            (Some(_), _, _) => Status::STOPPED,
-            (None, true, true) => Status::PAUSED,
-            (None, true, false) => Status::RUNNING,
-            (None, false, _) => Status::CREATED,
-        }
-    }
-}
 
 pub struct NativeContainer {
     id: String,
@@ -135,6 +78,18 @@ pub struct NativeContainer {
     /// runc's cgroup for the container, read for Stats.
     cgroup: Option<ContainerCgroup>,
     paused: bool,
+}
+
+/// `binary` as found on PATH, when it is a bare name.
+fn which(binary: &Path) -> Option<PathBuf> {
+    if binary.components().count() > 1 {
+        return Some(binary.to_path_buf());
+    }
+    std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(binary))
+            .find(|candidate| candidate.is_file())
+    })
 }
 
 fn read_pid(path: &Path) -> Result<u32> {
@@ -160,6 +115,10 @@ impl NativeContainer {
         std::fs::create_dir_all(&root)
             .map_err(|e| ContainerError::Internal(format!("{}: {e}", root.display())))?;
         let log = bundle.join("log.json");
+        let binary = options
+            .runc_binary
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("runc"));
         let runc = client(
             shared,
             &id,
@@ -168,6 +127,11 @@ impl NativeContainer {
             &log,
             options.systemd_cgroup,
         )?;
+        let resolved = which(&binary).unwrap_or(binary);
+        let _ = std::fs::write(
+            bundle.join(RUNC_BINARY_FILE),
+            resolved.as_os_str().as_encoded_bytes(),
+        );
         let init = Process::new(TaskIO {
             stdin: req.stdin.clone(),
             stdout: req.stdout.clone(),

@@ -183,6 +183,9 @@ TOML
   native = "refuse"
 TOML
   elif [[ "$cri" == cri ]]; then
+    # containerd 1.6 passes a runtime's options only as a file to read
+    # (ConfigPath); 2.x passes the table itself (ConfigBody), as above.
+    printf 'native = "refuse"\n' > "$dir/wasm-only.toml"
     cat <<TOML
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "$sandbox_image"
@@ -202,7 +205,7 @@ TOML
 [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.wasmbox-wasm-only]
   runtime_type = "io.containerd.wasmbox.v1"
 [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.wasmbox-wasm-only.options]
-  native = "refuse"
+  ConfigPath = "$dir/wasm-only.toml"
 TOML
   fi
 } > "$dir/config.toml"

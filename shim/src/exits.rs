@@ -3,8 +3,8 @@
 //!
 //! The `containerd-shim` crate reaps every child on SIGCHLD (the shim is a
 //! subreaper, so a runc container's init, orphaned by `runc create`, is
-//! one too) and broadcasts `(pid, exit code)`; signal deaths arrive as 128
-//! + the signal, so SIGTERM gives 143 and SIGKILL 137. A process can exit
+//! one too) and broadcasts `(pid, exit code)`; signal deaths arrive as
+//! 128 plus the signal, so SIGTERM gives 143 and SIGKILL 137. A process can exit
 //! before it is registered (it fails right after start, or runc's init is
 //! quicker than its pid file), so exits nobody claimed yet are kept until
 //! claimed.

@@ -9,7 +9,6 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use k8s_cri::v1::ContainerState;
 use wasmbox_tests::cri::{import_for_cri, read_cri_log, wait_for_log, Cri};
 use wasmbox_tests::*;
 

@@ -201,6 +201,25 @@ impl Cri {
         })
     }
 
+    /// UpdateContainerResources, as the kubelet sends it for an in-place
+    /// resize.
+    pub fn update_container_resources(
+        &self,
+        id: &str,
+        resources: LinuxContainerResources,
+    ) -> Result<(), Status> {
+        self.runtime.block_on(async {
+            self.runtime_service()
+                .update_container_resources(Request::new(UpdateContainerResourcesRequest {
+                    container_id: id.to_string(),
+                    linux: Some(resources),
+                    ..Default::default()
+                }))
+                .await?;
+            Ok(())
+        })
+    }
+
     /// Waits (at most 30 s) for container `id` to exit; its status.
     pub fn wait_for_exit(&self, id: &str) -> ContainerStatus {
         let mut status = None;

@@ -16,6 +16,23 @@ fn log_lines(logs: &std::path::Path, name: &str) -> Vec<String> {
         .collect()
 }
 
+/// The memory limit of `pid`'s cgroup, on cgroup v1 or v2.
+fn memory_limit(pid: u32) -> Option<u64> {
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    cgroups.lines().find_map(|line| {
+        let mut fields = line.splitn(3, ':');
+        let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+        let file = match controllers {
+            "" => format!("/sys/fs/cgroup{path}/memory.max"),
+            c if c.split(',').any(|c| c == "memory") => {
+                format!("/sys/fs/cgroup/memory{path}/memory.limit_in_bytes")
+            }
+            _ => return None,
+        };
+        std::fs::read_to_string(file).ok()?.trim().parse().ok()
+    })
+}
+
 #[test]
 fn a_pod_mixes_a_wasm_server_and_a_native_client() {
     let cd = Containerd::start_cri();
@@ -97,8 +114,19 @@ fn a_pod_mixes_a_wasm_server_and_a_native_client() {
             .is_err_and(|e| e.message().contains("not supported for wasm containers")),
         "{refused:?}"
     );
-    let server_pid = cri.container_pid(&server).expect("server pid");
+    // An in-place resize reaches runc's cgroup for the container.
     let sidecar_pid = cri.container_pid(&sidecar).expect("sidecar pid");
+    let limit = 48 * 1024 * 1024;
+    cri.update_container_resources(
+        &sidecar,
+        k8s_cri::v1::LinuxContainerResources {
+            memory_limit_in_bytes: limit,
+            ..Default::default()
+        },
+    )
+    .expect("UpdateContainerResources");
+    assert_eq!(memory_limit(sidecar_pid), Some(limit as u64));
+    let server_pid = cri.container_pid(&server).expect("server pid");
     let netns = |pid: u32| std::fs::read_link(format!("/proc/{pid}/ns/net")).expect("netns");
     assert_eq!(netns(server_pid), netns(sidecar_pid), "one pod network");
 

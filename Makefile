@@ -51,14 +51,18 @@ demo: build
 
 ## test: every test, unit and integration (containerd $$WASMBOX_CONTAINERD, default 2.1)
 test: build
+	rm -f target/test-skips.txt
 	$(CARGO) test --release
+	@if [ -s target/test-skips.txt ]; then echo "Skipped, with the reason:"; cat target/test-skips.txt; fi
 
 ## test-compat: the integration tests against containerd 1.7 and 1.6 too
 test-compat: build
 	WASMBOX_CONTAINERD=1.7 scripts/install-deps.sh
 	WASMBOX_CONTAINERD=1.6 scripts/install-deps.sh
+	rm -f target/test-skips.txt
 	WASMBOX_CONTAINERD=1.7 $(CARGO) test --release -p wasmbox-tests
 	WASMBOX_CONTAINERD=1.6 $(CARGO) test --release -p wasmbox-tests
+	@if [ -s target/test-skips.txt ]; then echo "Skipped, with the reason:"; cat target/test-skips.txt; fi
 
 ## bench: wasmbox against runc on one private containerd -> bench/RESULTS.md and SVG charts
 bench: build

@@ -7,12 +7,14 @@
 //! 128 plus the signal, so SIGTERM gives 143 and SIGKILL 137. A process can exit
 //! before it is registered (it fails right after start, or runc's init is
 //! quicker than its pid file), so exits nobody claimed yet are kept until
-//! claimed.
+//! claimed — but only for a while, and never handed to a process that
+//! started after them: pids are reused, and an exit of an orphan nobody
+//! watched must not make a later process with its pid look exited.
 
 use std::collections::HashMap;
 use std::process::{Child, Command};
 use std::sync::Mutex;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
 
@@ -67,6 +69,9 @@ impl ExitOwner {
     }
 }
 
+/// How long an exit nobody claimed is kept for its process's watcher.
+const UNCLAIMED_FOR: Duration = Duration::from_secs(60);
+
 /// Exits that were claimed only after they happened, for the TaskExit
 /// events nobody published yet.
 pub type LateExits = tokio::sync::mpsc::UnboundedReceiver<(ExitOwner, ExitInfo)>;
@@ -84,9 +89,12 @@ struct Inner {
 }
 
 impl Inner {
-    fn watch(&mut self, pid: i32, mut owner: ExitOwner) -> ExitReceiver {
+    /// Watches `pid`, whose process started at `since` or later: an
+    /// unclaimed exit from before then was another process's.
+    fn watch(&mut self, pid: i32, mut owner: ExitOwner, since: SystemTime) -> ExitReceiver {
         let (tx, rx) = watch::channel(None);
-        if let Some(exit) = self.unclaimed.remove(&pid) {
+        let claimed = self.unclaimed.remove(&pid).filter(|exit| exit.at >= since);
+        if let Some(exit) = claimed {
             let _ = tx.send(Some(exit));
             if !owner.silent {
                 if let Some(late) = &self.late {
@@ -122,16 +130,19 @@ impl ExitRegistry {
     ) -> std::io::Result<(Child, ExitReceiver)> {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let child = command.spawn()?;
-        let rx = inner.watch(child.id() as i32, owner);
+        // The reaper cannot report this child before the lock is let go:
+        // an exit already kept for its pid is an older process's.
+        let rx = inner.watch(child.id() as i32, owner, SystemTime::now());
         Ok((child, rx))
     }
 
     /// Watches a process the shim did not spawn itself but reaps as the
     /// subreaper (a runc container's init or exec process), whose pid it
-    /// learnt from a pid file. An exit that came first is delivered at once.
-    pub fn watch(&self, pid: u32, owner: ExitOwner) -> ExitReceiver {
+    /// learnt from a pid file, and which was started at `since` or later.
+    /// An exit that came first is delivered at once.
+    pub fn watch(&self, pid: u32, owner: ExitOwner, since: SystemTime) -> ExitReceiver {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        inner.watch(pid as i32, owner)
+        inner.watch(pid as i32, owner, since)
     }
 
     /// Sets the pid a watched process's TaskExit names.
@@ -159,6 +170,10 @@ impl ExitRegistry {
                 Some((owner, exit))
             }
             None => {
+                let now = exit.at;
+                inner.unclaimed.retain(|_, kept| {
+                    now.duration_since(kept.at).unwrap_or_default() < UNCLAIMED_FOR
+                });
                 inner.unclaimed.insert(pid, exit);
                 None
             }
@@ -170,5 +185,55 @@ impl ExitRegistry {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         inner.watchers.remove(&pid);
         inner.unclaimed.remove(&pid);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_exit_nobody_claimed_is_not_a_later_process_s() {
+        let registry = ExitRegistry::default();
+        // An orphan nobody watched exits with 9...
+        assert!(registry.notify(4242, 9).is_none());
+        // ...and a process started afterwards gets its pid.
+        let started = SystemTime::now();
+        let exit = registry.watch(4242, ExitOwner::container("later"), started);
+        assert!(exit.borrow().is_none(), "a stale exit was delivered");
+        // Its own exit is.
+        let (owner, info) = registry.notify(4242, 0).expect("watched");
+        assert_eq!((owner.container.as_str(), info.code), ("later", 0));
+        assert_eq!(exit.borrow().map(|e| e.code), Some(0));
+    }
+
+    #[test]
+    fn an_exit_before_the_watch_of_its_own_process_is_delivered() {
+        let registry = ExitRegistry::default();
+        let started = SystemTime::now() - Duration::from_millis(5);
+        let mut late = registry.late_exits();
+        assert!(registry.notify(4343, 3).is_none());
+        let exit = registry.watch(4343, ExitOwner::exec("c", "e1"), started);
+        assert_eq!(exit.borrow().map(|e| e.code), Some(3));
+        let (owner, info) = late.try_recv().expect("a TaskExit to publish");
+        assert_eq!(
+            (owner.exec.as_str(), owner.task_pid, info.code),
+            ("e1", 4343, 3)
+        );
+    }
+
+    #[test]
+    fn unclaimed_exits_are_not_kept_forever() {
+        let registry = ExitRegistry::default();
+        registry.notify(1, 0);
+        {
+            let mut inner = registry.inner.lock().unwrap();
+            let kept = inner.unclaimed.get_mut(&1).unwrap();
+            kept.at -= UNCLAIMED_FOR * 2;
+        }
+        registry.notify(2, 0);
+        let inner = registry.inner.lock().unwrap();
+        assert!(!inner.unclaimed.contains_key(&1));
+        assert!(inner.unclaimed.contains_key(&2));
     }
 }

@@ -56,6 +56,32 @@ pub fn read_sample(name: &str) -> Vec<u8> {
     std::fs::read(sample_wasm(name)).expect("read sample")
 }
 
+/// Marks the calling test as skipped for `reason`: says so on stdout and
+/// adds a line to `target/test-skips.txt`, which `make test` prints at the
+/// end, so a test that did not test is never counted silently as a pass.
+/// The caller returns right after.
+pub fn skip(test: &str, reason: &str) {
+    let line = format!(
+        "skipped {test} on containerd {}: {reason}",
+        containerd_version()
+    );
+    println!("{line}");
+    let path = repo_root().join("target/test-skips.txt");
+    if let Ok(mut file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        use std::io::Write;
+        let _ = writeln!(file, "{line}");
+    }
+}
+
+/// The containerd version the tests run against (`WASMBOX_CONTAINERD`).
+pub fn containerd_version() -> String {
+    std::env::var("WASMBOX_CONTAINERD").unwrap_or_else(|_| "2.1".to_string())
+}
+
 /// Polls `check` (every 20 ms) until it holds; panics naming `what` after
 /// `timeout`.
 pub fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
@@ -89,7 +115,7 @@ impl Containerd {
     }
 
     fn start_with(mode: Option<&str>) -> Self {
-        let version = std::env::var("WASMBOX_CONTAINERD").unwrap_or_else(|_| "2.1".to_string());
+        let version = containerd_version();
         let dir = tempfile::Builder::new()
             .prefix("wasmbox-test-")
             .tempdir()

@@ -29,8 +29,9 @@ fn default_spec(cd: &Containerd) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("spec json")
 }
 
-/// `ctr images import`, which 1.6.20 refuses for wasm layers.
-fn ctr_import(cd: &Containerd, tar: &Path) -> bool {
+/// `ctr images import`, which 1.6.20 refuses for wasm layers: there the
+/// refusal is checked, and the calling `test` is skipped.
+fn ctr_import(cd: &Containerd, tar: &Path, test: &str) -> bool {
     let out = cd.ctr(&[
         "images",
         "import",
@@ -44,6 +45,7 @@ fn ctr_import(cd: &Containerd, tar: &Path) -> bool {
             "{}",
             stderr(&out)
         );
+        skip(test, "ctr 1.6 cannot import an image with wasm layers");
         return false;
     }
     assert_success(&out, "ctr images import");
@@ -55,7 +57,11 @@ fn a_cncf_wasm_artifact_imported_with_ctr_runs_and_its_layer_is_cached() {
     let cd = Containerd::start();
     let name = "docker.io/wasmbox/hello-artifact:test";
     let tar = pack(&cd, "hello", name, &["--artifact", "wasm"]);
-    if !ctr_import(&cd, &tar) {
+    if !ctr_import(
+        &cd,
+        &tar,
+        "a_cncf_wasm_artifact_imported_with_ctr_runs_and_its_layer_is_cached",
+    ) {
         return;
     }
     let api = Api::connect(&cd.address);
@@ -166,7 +172,11 @@ fn an_artifact_with_an_oci_config_runs_with_plain_ctr_run() {
             "GREETING=hi",
         ],
     );
-    if !ctr_import(&cd, &tar) {
+    if !ctr_import(
+        &cd,
+        &tar,
+        "an_artifact_with_an_oci_config_runs_with_plain_ctr_run",
+    ) {
         return;
     }
     let out = cd.ctr(&["run", "--rm", "--runtime", RUNTIME, name, "oci-artifact1"]);

@@ -385,9 +385,9 @@ fn a_pod_without_host_users_runs_in_its_own_user_namespace() {
 
     let cd = Containerd::start_cri();
     if !cd.version.starts_with('2') {
-        println!(
-            "skipped: containerd {} has no user namespaces for pods (hostUsers: false needs 2.x)",
-            cd.version
+        skip(
+            "a_pod_without_host_users_runs_in_its_own_user_namespace",
+            "hostUsers: false needs containerd 2.x",
         );
         return;
     }

@@ -145,6 +145,7 @@ impl NativeContainer {
         if let Some(console) = &console {
             opts = opts.console_socket(console.path());
         }
+        let since = SystemTime::now();
         let created = with_console(console, runc.create(&id, bundle, Some(&opts))).await;
         let master = match created {
             Ok(master) => master,
@@ -168,7 +169,9 @@ impl NativeContainer {
         };
         let ready = (|| {
             let pid = read_pid(&pid_file)?;
-            container.init.watch(shared, pid, ExitOwner::container(&id));
+            container
+                .init
+                .watch(shared, pid, ExitOwner::container(&id), since);
             if let Some(master) = master.transpose()? {
                 container.init.attach(master)?;
             }
@@ -240,6 +243,7 @@ impl NativeContainer {
             opts = opts.console_socket(console.path());
         }
         let spec = spec.clone();
+        let since = SystemTime::now();
         let master = with_console(console, self.runc.exec(&self.id, &spec, Some(&opts)))
             .await
             .map_err(|e| ContainerError::FailedPrecondition(last_error(&self.log, &e)))?;
@@ -247,7 +251,7 @@ impl NativeContainer {
         let _ = std::fs::remove_file(&pid_file);
         let (shared, id) = (self.shared.clone(), self.id.clone());
         let process = self.process_mut(exec_id)?;
-        process.watch(&shared, pid, ExitOwner::exec(&id, exec_id));
+        process.watch(&shared, pid, ExitOwner::exec(&id, exec_id), since);
         process.started = true;
         if let Some(master) = master.transpose()? {
             process.attach(master)?;

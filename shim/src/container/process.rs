@@ -5,6 +5,8 @@
 use containerd_shim::asynchronous::io::{IoTasks, Pty};
 use containerd_shim::protos::events::task::TaskIO;
 use containerd_shim::protos::types::task::Status;
+use std::time::SystemTime;
+
 use tokio::sync::watch;
 
 use super::runc::{ConsoleSocket, PassThrough};
@@ -42,10 +44,11 @@ impl Process {
         *self.exit.1.borrow()
     }
 
-    /// Forwards the registry's news of `pid` to this process's watchers.
-    pub fn watch(&mut self, shared: &Shared, pid: u32, owner: ExitOwner) {
+    /// Forwards the registry's news of `pid`, a process started at
+    /// `since` or later, to this process's watchers.
+    pub fn watch(&mut self, shared: &Shared, pid: u32, owner: ExitOwner, since: SystemTime) {
         self.pid = pid;
-        let mut from = shared.exits.watch(pid, owner);
+        let mut from = shared.exits.watch(pid, owner, since);
         let to = self.exit.0.clone();
         tokio::spawn(async move {
             if let Ok(exit) = from.wait_for(|e| e.is_some()).await {

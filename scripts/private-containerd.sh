@@ -52,18 +52,8 @@ stop() {
         fi ;;
     esac
   done
-  # The cgroups of containers whose shims were killed above: their paths
-  # are in the bundles' specs (cgroupfs form; systemd-form paths belong to
-  # systemd). Only empty ones go: rmdir refuses the others.
-  local spec cg hier
-  for spec in "$dir"/state/io.containerd.runtime.v2.task/*/*/config.json; do
-    [[ -f "$spec" ]] || continue
-    cg="$(grep -o '"cgroupsPath":"[^"]*"' "$spec" | head -n1 | cut -d'"' -f4)" || true
-    [[ "$cg" == /* ]] || continue
-    for hier in /sys/fs/cgroup /sys/fs/cgroup/*/; do
-      [[ -d "${hier%/}$cg" ]] && rmdir "${hier%/}$cg" 2>/dev/null || true
-    done
-  done
+  # Cgroups are not removed here on the shims' behalf: a shim that leaves
+  # one behind must fail the test that checks (assert_nothing_left).
   # The pod network's bridge, when CRI was on.
   if [[ -f "$dir/cni-bridge" ]]; then
     ip link del "$(cat "$dir/cni-bridge")" 2>/dev/null || true

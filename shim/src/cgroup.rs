@@ -115,6 +115,14 @@ impl ContainerCgroup {
     }
 
     /// Removes the cgroup; logs what fails.
+    /// Whether no process is left in the cgroup.
+    pub fn is_empty(&self) -> bool {
+        self.manager
+            .pids()
+            .map(|pids| pids.is_empty())
+            .unwrap_or(true)
+    }
+
     pub fn destroy(&mut self) {
         if let Err(e) = self.manager.destroy() {
             log::warn!("cannot remove cgroup {}: {e}", self.path);

@@ -76,6 +76,7 @@ impl Shim for WasmboxShim {
         kill_leftover_runner(&bundle);
         crate::container::native::force_delete(&bundle);
         crate::rootfs::unmount(&bundle.join("rootfs"));
+        remove_leftover_cgroup(&bundle);
         let since = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default();
@@ -123,6 +124,38 @@ fn sandbox_id(config: &Path) -> Option<String> {
 
 /// Kills the runner recorded in `<bundle>/runner.pid`, if that pid is still
 /// a wasmbox runner (pids are reused).
+/// Removes the cgroup a wasm container's runner was in, as the bundle's
+/// spec names it (runc's `delete --force` does the same for a native one).
+/// The runner was just killed: its exit takes a moment, and `rmdir`
+/// fails until it is out of the cgroup, so this waits for that, briefly.
+fn remove_leftover_cgroup(bundle: &Path) {
+    if bundle.join("runc").is_dir() {
+        return;
+    }
+    let Ok(spec) = wasmbox_oci::load_spec(bundle) else {
+        return;
+    };
+    let Some(path) = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.cgroups_path().as_ref())
+        .map(|p| p.to_string_lossy().into_owned())
+        .filter(|p| !p.is_empty())
+    else {
+        return;
+    };
+    match crate::cgroup::ContainerCgroup::create(&path, false, None) {
+        Ok(mut cgroup) => {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while !cgroup.is_empty() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            cgroup.destroy();
+        }
+        Err(e) => log::warn!("cannot remove the cgroup of {}: {e}", bundle.display()),
+    }
+}
+
 fn kill_leftover_runner(bundle: &Path) {
     let Ok(text) = std::fs::read_to_string(bundle.join("runner.pid")) else {
         return;

@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod cri;
+pub mod leftovers;
 pub mod proc_status;
 
 pub use proc_status::proc_status;
@@ -357,18 +358,21 @@ impl Containerd {
             .collect()
     }
 
-    /// Waits (at most 10 s) until no shim or runner of ours is left and no
-    /// task rootfs is mounted; panics with what is left otherwise.
+    /// Waits (at most 10 s) until no shim or runner of ours is left, no
+    /// task rootfs is mounted and no cgroup of a container this containerd
+    /// ran is there; panics with what is left otherwise.
     pub fn assert_nothing_left(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
+        let ids = leftovers::container_ids(&self.log());
         loop {
             let procs = self.wasmbox_processes();
             let mounts = self.task_mounts();
-            if procs.is_empty() && mounts.is_empty() {
+            let cgroups = leftovers::cgroups_of(&ids);
+            if procs.is_empty() && mounts.is_empty() && cgroups.is_empty() {
                 return;
             }
             if Instant::now() > deadline {
-                panic!("left behind after 10 s:\nprocesses: {procs:#?}\nmounts: {mounts:#?}");
+                panic!("left behind after 10 s:\nprocesses: {procs:#?}\nmounts: {mounts:#?}\ncgroups: {cgroups:#?}");
             }
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -1,0 +1,87 @@
+//! Faults a node sees on its worst day, and what they must not leave
+//! behind: a shim killed with SIGKILL, for a wasm and a native container.
+
+use std::time::Duration;
+
+use wasmbox_tests::{
+    assert_success, leftovers, repo_root, sample_wasm, stdout, wait_until, Containerd, RUNTIME,
+};
+
+fn shim_of(id: &str) -> Option<u32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            (cmdline.contains("containerd-shim-wasmbox-v1")
+                && cmdline.contains(&format!("-id {id} ")))
+            .then_some(pid)
+        })
+}
+
+/// Whether `pid` runs (a zombie no longer does: here nobody may reap it).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .map(|s| {
+            !s.lines()
+                .any(|l| l.starts_with("State:") && l.contains('Z'))
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn a_shim_killed_with_sigkill_leaves_no_cgroup_process_or_mount() {
+    let cd = Containerd::start();
+    cd.import_wasm_image(
+        &sample_wasm("sleeper"),
+        "docker.io/wasmbox/sleeper:test",
+        &[],
+    );
+    cd.import_tar(&repo_root().join("target/images/probe.tar"));
+    for (id, image, args) in [
+        ("killed-wasm", "docker.io/wasmbox/sleeper:test", &[][..]),
+        (
+            "killed-native",
+            "docker.io/wasmbox/probe:latest",
+            &["/probe", "sleep"][..],
+        ),
+    ] {
+        let mut run = vec!["run", "-d", "--runtime", RUNTIME, image, id];
+        run.extend_from_slice(args);
+        assert_success(&cd.ctr(&run), id);
+        wait_until(&format!("{id} to run"), Duration::from_secs(20), || {
+            cd.task_has_status(id, "RUNNING")
+        });
+        let task = cd.task_pid(id);
+        let ids = [id.to_string()].into_iter().collect();
+        let before = leftovers::cgroups_of(&ids);
+        assert!(!before.is_empty(), "{id} has no cgroup to leave");
+        let shim = shim_of(id).unwrap_or_else(|| panic!("no shim for {id}"));
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(shim as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .expect("kill the shim");
+        // containerd notices, runs `containerd-shim-wasmbox-v1 delete` in
+        // the bundle, and forgets the task.
+        wait_until(
+            &format!("{id}'s task to go"),
+            Duration::from_secs(20),
+            || !stdout(&cd.ctr(&["task", "list"])).contains(id),
+        );
+        assert_success(&cd.ctr(&["container", "delete", id]), "container delete");
+        wait_until(
+            &format!("{id}'s process to go"),
+            Duration::from_secs(10),
+            || !alive(task),
+        );
+        println!(
+            "{id}: {} cgroup directories before the kill, {} after",
+            before.len(),
+            leftovers::cgroups_of(&ids).len()
+        );
+    }
+    cd.assert_nothing_left();
+}

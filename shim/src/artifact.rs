@@ -15,9 +15,8 @@
 //! This is only asked when the container's entrypoint is not a file of its
 //! rootfs, so classic images never pay for the round trips.
 
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use tokio::io::AsyncWriteExt;
 
 use containerd_client::services::v1::containers_client::ContainersClient;
 use containerd_client::services::v1::content_client::ContentClient;
@@ -191,19 +190,23 @@ impl ContainerdApi {
         store: &Path,
         path: &Path,
     ) -> Result<(), String> {
-        std::fs::DirBuilder::new()
+        // tokio::fs: the writes and the fsync must not stall the shim's
+        // event loop, which serves every container of the pod.
+        tokio::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(store)
+            .await
             .map_err(|e| format!("cannot create {}: {e}", store.display()))?;
         let tmp = store.join(format!("{hex}.wasm.tmp.{}", std::process::id()));
         let result = async {
-            let mut file = std::fs::File::options()
+            let mut file = tokio::fs::OpenOptions::new()
                 .write(true)
                 .create(true)
                 .truncate(true)
                 .mode(0o644)
                 .open(&tmp)
+                .await
                 .map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
             let mut hasher = Sha256::new();
             let mut stream = self.read_content(digest).await?;
@@ -214,6 +217,7 @@ impl ContainerdApi {
             {
                 hasher.update(&chunk.data);
                 file.write_all(&chunk.data)
+                    .await
                     .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
             }
             let actual: String = hasher
@@ -225,12 +229,15 @@ impl ContainerdApi {
                 return Err(format!("its content hashes to sha256:{actual}"));
             }
             file.sync_all()
+                .await
                 .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-            std::fs::rename(&tmp, path).map_err(|e| format!("cannot store {}: {e}", path.display()))
+            tokio::fs::rename(&tmp, path)
+                .await
+                .map_err(|e| format!("cannot store {}: {e}", path.display()))
         }
         .await;
         if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
+            let _ = tokio::fs::remove_file(&tmp).await;
         }
         result
     }

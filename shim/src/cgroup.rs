@@ -191,10 +191,15 @@ impl CgroupSlot {
         }
     }
 
-    /// Removes the cgroup, once the move has ended.
+    /// Removes the cgroup, once the move has ended, off the event loop
+    /// (rmdir is retried while the kernel lets the last task go).
     pub async fn destroy(&mut self) {
-        if let Ok(cgroup) = self.get().await {
-            cgroup.destroy();
+        if self.get().await.is_err() {
+            return;
+        }
+        let slot = std::mem::replace(self, CgroupSlot::Failed("the cgroup was removed".into()));
+        if let CgroupSlot::Ready(mut cgroup) = slot {
+            let _ = tokio::task::spawn_blocking(move || cgroup.destroy()).await;
         }
     }
 }

@@ -104,9 +104,15 @@ impl WasmContainer {
             .map(|p| p.to_string_lossy().into_owned())
             .filter(|p| !p.is_empty())
             .unwrap_or_else(|| format!("/wasmbox/{id}"));
-        let resources = linux.and_then(|l| l.resources().as_ref());
-        let cgroup = ContainerCgroup::create(&cgroups_path, options.systemd_cgroup, resources)
-            .map_err(invalid)?;
+        let resources = linux.and_then(|l| l.resources().clone());
+        let systemd = options.systemd_cgroup;
+        // Off the event loop: with systemd, this opens a D-Bus connection.
+        let cgroup = tokio::task::spawn_blocking(move || {
+            ContainerCgroup::create(&cgroups_path, systemd, resources.as_ref())
+        })
+        .await
+        .map_err(|e| ContainerError::Internal(e.to_string()))?
+        .map_err(invalid)?;
         let namespaces = NamespacePlan::from_spec(
             &id,
             linux
@@ -115,11 +121,7 @@ impl WasmContainer {
         );
         let namespaces = match namespaces {
             Ok(namespaces) => namespaces,
-            Err(e) => {
-                let mut cgroup = cgroup;
-                cgroup.destroy();
-                return Err(invalid(e));
-            }
+            Err(e) => return Err(invalid(e)),
         };
         let spawn_at = Instant::now();
         let runs = mode.describe().to_string();

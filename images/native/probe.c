@@ -8,6 +8,8 @@
  *                          as their default action would outside PID 1
  *   probe tty              says whether stdin is a terminal, then echoes
  *                          one line read from it as "got: LINE"
+ *   probe hog              allocates and touches memory, 1 MiB at a time,
+ *                          until the kernel's OOM killer ends it
  *   probe get PORT PATH    GETs http://127.0.0.1:PORT/PATH, retrying for
  *                          up to 10 s while nothing listens, and prints
  *                          the response's body
@@ -81,6 +83,13 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (!strcmp(mode, "get") && argc > 3) return get(argv[2], argv[3]);
+    if (!strcmp(mode, "hog")) {
+        for (size_t mib = 1;; mib++) {
+            char *block = malloc(1 << 20);
+            if (!block) { printf("probe: malloc failed at %zu MiB\n", mib); return 1; }
+            memset(block, 1, 1 << 20);
+        }
+    }
     fprintf(stderr, "probe: unknown mode %s\n", mode);
     return 2;
 }

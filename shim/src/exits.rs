@@ -39,6 +39,9 @@ pub struct ExitOwner {
     pub task_pid: u32,
     /// A helper of the shim's own (a runc invocation): no TaskExit.
     pub silent: bool,
+    /// The container's `linux.cgroupsPath`, whose OOM kills are reported
+    /// (as TaskOOM) when its process exits.
+    pub cgroup: Option<String>,
 }
 
 impl ExitOwner {
@@ -145,11 +148,13 @@ impl ExitRegistry {
         inner.watch(pid as i32, owner, since)
     }
 
-    /// Sets the pid a watched process's TaskExit names.
-    pub fn set_task_pid(&self, pid: u32, task_pid: u32) {
+    /// Sets the pid a watched process's TaskExit names, and the cgroup
+    /// whose OOM kills its exit reports.
+    pub fn set_task(&self, pid: u32, task_pid: u32, cgroup: Option<String>) {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((owner, _)) = inner.watchers.get_mut(&(pid as i32)) {
             owner.task_pid = task_pid;
+            owner.cgroup = cgroup;
         }
     }
 

@@ -15,6 +15,7 @@ mod exits;
 mod features;
 mod lifecycle;
 mod namespaces;
+mod oom;
 mod rootfs;
 mod runner;
 mod serve;

@@ -21,7 +21,7 @@ use containerd_shim::api::{
 use containerd_shim::asynchronous::monitor::monitor_subscribe;
 use containerd_shim::monitor::{Subject, Topic};
 use containerd_shim::protos::events::task::{
-    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskPaused,
+    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskOOM, TaskPaused,
     TaskResumed, TaskStart,
 };
 use containerd_shim::protos::protobuf::MessageField;
@@ -125,6 +125,21 @@ impl TaskService {
                 };
                 if owner.silent {
                     continue;
+                }
+                if let Some(cgroup) = owner.cgroup.as_deref().filter(|_| owner.exec.is_empty()) {
+                    let kills = crate::oom::oom_kills(cgroup);
+                    if kills > 0 {
+                        log::info!(
+                            "container {}: the kernel's OOM killer ended {kills} of its processes",
+                            owner.container
+                        );
+                        shared
+                            .publish(TaskOOM {
+                                container_id: owner.container.clone(),
+                                ..Default::default()
+                            })
+                            .await;
+                    }
                 }
                 log::info!(
                     "container {}: process {pid}{} exited with {}",

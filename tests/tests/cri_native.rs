@@ -166,6 +166,26 @@ fn an_all_native_pod_runs_under_the_wasmbox_handler() {
     assert_eq!(status.exit_code, 0);
     assert_eq!(log_lines(&logs, "app"), ["native pod"]);
     cri.remove_container(&app).expect("RemoveContainer");
+
+    // A kernel OOM kill shows as the kubelet shows it: OOMKilled, 137.
+    let mut config =
+        Cri::container_config("hog", "docker.io/wasmbox/probe:latest", &["/probe", "hog"]);
+    if let Some(linux) = config.linux.as_mut() {
+        linux.resources = Some(k8s_cri::v1::LinuxContainerResources {
+            memory_limit_in_bytes: 32 * 1024 * 1024,
+            ..Default::default()
+        });
+    }
+    let hog = cri
+        .create_container(&pod, config, &pod_config)
+        .expect("CreateContainer hog");
+    cri.start_container(&hog).expect("StartContainer hog");
+    let status = cri.wait_for_exit(&hog);
+    assert_eq!(
+        (status.exit_code, status.reason.as_str()),
+        (137, "OOMKilled")
+    );
+    cri.remove_container(&hog).expect("RemoveContainer hog");
     cri.stop_pod_sandbox(&pod).expect("StopPodSandbox");
     cri.remove_pod_sandbox(&pod).expect("RemovePodSandbox");
     cd.assert_nothing_left();

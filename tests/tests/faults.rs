@@ -85,3 +85,47 @@ fn a_shim_killed_with_sigkill_leaves_no_cgroup_process_or_mount() {
     }
     cd.assert_nothing_left();
 }
+
+/// The kernel's OOM killer ends a process of a container's cgroup: the
+/// task exits with 137 and a TaskOOM event comes first, which CRI turns
+/// into the reason OOMKilled.
+#[test]
+fn a_kernel_oom_kill_is_reported_as_task_oom() {
+    let cd = Containerd::start();
+    cd.import_tar(&repo_root().join("target/images/probe.tar"));
+    let mut events = cd.spawn_ctr(&["events"]);
+    let mut lines = wasmbox_tests::Lines::of(&mut events);
+    let out = cd.ctr(&[
+        "run",
+        "--rm",
+        "--memory-limit",
+        "33554432",
+        "--runtime",
+        RUNTIME,
+        "docker.io/wasmbox/probe:latest",
+        "oom-native",
+        "/probe",
+        "hog",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(137),
+        "{}",
+        wasmbox_tests::stderr(&out)
+    );
+    let seen = lines.wait_for(
+        |l| l.contains("/tasks/exit") && l.contains("\"oom-native\""),
+        Duration::from_secs(20),
+    );
+    let oom = seen
+        .iter()
+        .position(|l| l.contains("/tasks/oom") && l.contains("\"oom-native\""));
+    let exit = seen.iter().position(|l| l.contains("/tasks/exit"));
+    assert!(
+        oom.is_some() && oom < exit,
+        "no TaskOOM before TaskExit: {seen:#?}"
+    );
+    let _ = events.kill();
+    let _ = events.wait();
+    cd.assert_nothing_left();
+}

@@ -167,11 +167,19 @@ impl NativeContainer {
             cgroup: None,
             paused: false,
         };
+        let cgroups_path = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.cgroups_path().as_ref())
+            .map(|p| p.to_string_lossy().into_owned())
+            .filter(|p| !p.is_empty());
         let ready = (|| {
             let pid = read_pid(&pid_file)?;
-            container
-                .init
-                .watch(shared, pid, ExitOwner::container(&id), since);
+            let owner = ExitOwner {
+                cgroup: cgroups_path.clone(),
+                ..ExitOwner::container(&id)
+            };
+            container.init.watch(shared, pid, owner, since);
             if let Some(master) = master.transpose()? {
                 container.init.attach(master)?;
             }
@@ -187,12 +195,6 @@ impl NativeContainer {
                 return Err(e);
             }
         };
-        let cgroups_path = spec
-            .linux()
-            .as_ref()
-            .and_then(|l| l.cgroups_path().as_ref())
-            .map(|p| p.to_string_lossy().into_owned())
-            .filter(|p| !p.is_empty());
         container.cgroup = cgroups_path
             .and_then(|path| ContainerCgroup::create(&path, options.systemd_cgroup, None).ok());
         log::info!("container {id}: runc init {pid} ready for the {what}");

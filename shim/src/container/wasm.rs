@@ -107,8 +107,9 @@ impl WasmContainer {
         let resources = linux.and_then(|l| l.resources().clone());
         let systemd = options.systemd_cgroup;
         // Off the event loop: with systemd, this opens a D-Bus connection.
+        let cgroup_path = cgroups_path.clone();
         let cgroup = tokio::task::spawn_blocking(move || {
-            ContainerCgroup::create(&cgroups_path, systemd, resources.as_ref())
+            ContainerCgroup::create(&cgroup_path, systemd, resources.as_ref())
         })
         .await
         .map_err(|e| ContainerError::Internal(e.to_string()))?
@@ -143,7 +144,7 @@ impl WasmContainer {
         };
         let runner_pid = prepared.pid;
         let pid = prepared.guest_pid.unwrap_or(runner_pid);
-        shared.exits.set_task_pid(runner_pid, pid);
+        shared.exits.set_task(runner_pid, pid, Some(cgroups_path));
         log::info!("container {id}: runner {runner_pid} (task pid {pid}) ready for {runs}");
         log::debug!(
             "container {id}: create path: set-up {:.2} ms, runner spawn to ready {:.2} ms, total {:.2} ms; runner: {}",

@@ -13,6 +13,10 @@
 //!   forks into a PID namespace also writes `child <pid>` there, before or
 //!   after the status, so the shim can put the child in the cgroup too.
 //!
+//! Any time, a runner may also write `log <level> <message>` there: its
+//! own log (the cache's warnings, say), which the shim writes to
+//! containerd's log for the container.
+//!
 //! So a bad module fails the Create call with the runner's message, and
 //! Start only has to write one byte.
 
@@ -95,9 +99,23 @@ pub fn write_child(mut w: impl Write, pid: u32) -> io::Result<()> {
     w.flush()
 }
 
+/// Writes one line of the runner's log: `log <level> <message>`.
+pub fn write_log(mut w: impl Write, level: &str, message: &str) -> io::Result<()> {
+    w.write_all(format!("log {level} {}\n", message.replace('\n', " ")).as_bytes())?;
+    w.flush()
+}
+
+/// A line that [`write_log`] wrote: its level and message.
+pub fn parse_log(line: &str) -> Option<(&str, &str)> {
+    let rest = line.strip_prefix("log ")?;
+    Some(rest.split_once(' ').unwrap_or((rest, "")))
+}
+
 /// One line of the status pipe before the guest is started.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StatusLine {
+    /// What [`write_log`] wrote: level and message.
+    Log(String, String),
     /// What [`write_child`] wrote. It can come before or after the status.
     Child(u32),
     /// `ok`, with its details.
@@ -117,7 +135,9 @@ pub fn read_status_line(r: &mut impl BufRead) -> io::Result<StatusLine> {
         "ok" => StatusLine::Ready(String::new()),
         _ if line.starts_with("ok ") => StatusLine::Ready(line[3..].to_string()),
         _ => {
-            if let Some(message) = line.strip_prefix("error ") {
+            if let Some((level, message)) = parse_log(line) {
+                StatusLine::Log(level.to_string(), message.to_string())
+            } else if let Some(message) = line.strip_prefix("error ") {
                 StatusLine::Failed(message.to_string())
             } else if let Some(pid) = line.strip_prefix("child ").and_then(|pid| pid.parse().ok()) {
                 StatusLine::Child(pid)

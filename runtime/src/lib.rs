@@ -24,6 +24,7 @@ pub mod guest;
 pub mod http;
 pub mod identity;
 pub mod limits;
+pub mod logger;
 pub mod module;
 pub mod pidns;
 pub mod stdio;

@@ -111,6 +111,9 @@ fn main() -> ExitCode {
     // anything else in this process, and they are owned from here on.
     let mut control = unsafe { File::from_raw_fd(args.control_fd) };
     let mut status = unsafe { File::from_raw_fd(args.status_fd) };
+    if let Ok(copy) = status.try_clone() {
+        wasmbox_runtime::logger::install(copy);
+    }
 
     if args.sandbox {
         return hold(&args, control, status);

@@ -76,6 +76,7 @@ pub struct RunnerStdio {
 
 /// A runner that was started and has its plan on the way, not yet ready.
 pub struct SpawnedRunner {
+    id: String,
     pub pid: u32,
     exit: ExitReceiver,
     control: OwnedFd,
@@ -143,6 +144,7 @@ pub fn spawn(
         .spawn(crate::exits::ExitOwner::container(id), &mut command)
         .map_err(|e| format!("cannot start {}: {e}", runner.display()))?;
     Ok(SpawnedRunner {
+        id: id.to_string(),
         pid: child.id(),
         exit,
         control: control_write,
@@ -165,6 +167,7 @@ impl SpawnedRunner {
         children: Sender<u32>,
     ) -> Result<PreparedRunner, String> {
         let SpawnedRunner {
+            id,
             pid,
             exit,
             control,
@@ -191,6 +194,7 @@ impl SpawnedRunner {
                         let _ = children.send(child);
                     }
                     StatusLine::Ready(ready) => details = Some(ready),
+                    StatusLine::Log(level, message) => log_runner_line(&id, &level, &message),
                     StatusLine::Failed(message) => return Err(message),
                 }
             }
@@ -215,6 +219,18 @@ impl SpawnedRunner {
             }
         }
     }
+}
+
+/// Writes a line of a runner's own log to the shim's (containerd's) log.
+pub fn log_runner_line(id: &str, level: &str, message: &str) {
+    let level = match level {
+        "error" => log::Level::Error,
+        "warn" => log::Level::Warn,
+        "info" => log::Level::Info,
+        "debug" => log::Level::Debug,
+        _ => log::Level::Trace,
+    };
+    log::log!(level, "container {id}: runner: {message}");
 }
 
 /// Kills a runner that will not run its guest, and waits until it is gone.

@@ -205,6 +205,26 @@ fn an_untrusted_cache_is_never_mapped_and_the_guest_still_runs() {
     assert_eq!(std::fs::metadata(&entry).unwrap().uid(), 0);
     run("trust4");
     assert_eq!(outcome("trust4"), "hit");
+    // The runner's own warnings reach containerd's log, for the container.
+    let runner_said = |id: &str| -> Vec<String> {
+        let prefix = format!("container {id}: runner: ");
+        cd.log()
+            .lines()
+            .filter(|l| l.contains(&prefix))
+            .map(str::to_string)
+            .collect()
+    };
+    let said = runner_said("trust3");
+    assert!(
+        said.iter()
+            .any(|l| l.contains("not using cache entry") && l.contains("warn")),
+        "the runner's cache warning is not in containerd's log: {said:#?}"
+    );
+    assert!(
+        runner_said("trust4").is_empty(),
+        "{:#?}",
+        runner_said("trust4")
+    );
     cd.assert_nothing_left();
 }
 

@@ -15,7 +15,7 @@ use containerd_shim::protos::protobuf::well_known_types::any::Any;
 use containerd_shim::protos::types::task::{ProcessInfo, Status};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use wasmbox_oci::protocol::{read_notice, OOM_NOTICE};
+use wasmbox_oci::protocol::{parse_log, read_notice, OOM_NOTICE};
 
 use super::options::RuntimeOptions;
 use super::{timestamp, Container, ContainerError, CreateRequest, Deleted, Result, Shared};
@@ -216,14 +216,17 @@ impl WasmContainer {
 }
 
 /// Reads the runner's notices until it exits; an OOM notice becomes a
-/// TaskOOM event, which CRI reports as the reason OOMKilled.
+/// TaskOOM event, which CRI reports as the reason OOMKilled, and a log
+/// line goes to containerd's log.
 fn watch_notices(shared: &Arc<Shared>, id: &str, mut notices: std::io::BufReader<File>) {
     let shared = shared.clone();
     let id = id.to_string();
     let handle = tokio::runtime::Handle::current();
     std::thread::spawn(move || {
         while let Ok(Some(notice)) = read_notice(&mut notices) {
-            if notice == OOM_NOTICE {
+            if let Some((level, message)) = parse_log(&notice) {
+                crate::runner::log_runner_line(&id, level, message);
+            } else if notice == OOM_NOTICE {
                 log::info!("container {id}: guest stopped for memory");
                 let event = TaskOOM {
                     container_id: id.clone(),

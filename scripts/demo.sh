@@ -31,8 +31,16 @@ show ctr run --rm --runtime io.containerd.wasmbox.v1 --rootfs "$rootfs" demo-c /
 "${ctr[@]}" run --rm --runtime io.containerd.wasmbox.v1 --rootfs "$rootfs" demo-c /app.wasm a b
 
 cp /bin/true "$rootfs/true"
-show ctr run --rm --runtime io.containerd.wasmbox.v1 --rootfs "$rootfs" demo-bad /true
-"${ctr[@]}" run --rm --runtime io.containerd.wasmbox.v1 --rootfs "$rootfs" demo-bad /true || echo "(exit code $?, as expected: /true is not wasm)"
+show ctr run --rm --runtime io.containerd.wasmbox.v1 --annotation wasmbox.io/native=refuse --rootfs "$rootfs" demo-bad /true
+"${ctr[@]}" run --rm --runtime io.containerd.wasmbox.v1 --annotation wasmbox.io/native=refuse \
+  --rootfs "$rootfs" demo-bad /true || echo "(exit code $?, as expected: /true is not wasm, and native containers were refused)"
+
+# A native program under the same runtime runs through runc, as it would
+# in a mixed pod (a mesh proxy, a log agent).
+"${ctr[@]}" images import --all-platforms "$repo/target/images/probe.tar" > /dev/null
+show ctr run --rm --runtime io.containerd.wasmbox.v1 docker.io/wasmbox/probe:latest demo-native /probe echo hello from a native container, through runc
+"${ctr[@]}" run --rm --runtime io.containerd.wasmbox.v1 docker.io/wasmbox/probe:latest demo-native \
+  /probe echo hello from a native container, through runc
 
 # A WASI 0.2 component: the same way, exit code included.
 "${ctr[@]}" images import --all-platforms "$repo/target/images/cli-p2.tar" > /dev/null

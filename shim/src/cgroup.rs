@@ -20,6 +20,21 @@ use oci_spec::runtime::LinuxResources;
 use std::sync::mpsc::Receiver;
 use tokio::task::JoinHandle;
 
+/// `linux.cgroupsPath` of `spec`, if it sets one.
+pub fn spec_cgroups_path(spec: &oci_spec::runtime::Spec) -> Option<String> {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.cgroups_path().as_ref())
+        .map(|p| p.to_string_lossy().into_owned())
+        .filter(|p| !p.is_empty())
+}
+
+/// The cgroup a wasm container's runner is put in: the spec's, else
+/// `/wasmbox/<id>`. The shim's `delete` removes the same one.
+pub fn runner_cgroups_path(spec: &oci_spec::runtime::Spec, id: &str) -> String {
+    spec_cgroups_path(spec).unwrap_or_else(|| format!("/wasmbox/{id}"))
+}
+
 /// The cgroup of one container.
 pub struct ContainerCgroup {
     manager: Box<dyn Manager>,

@@ -132,18 +132,13 @@ fn remove_leftover_cgroup(bundle: &Path) {
     if bundle.join("runc").is_dir() {
         return;
     }
-    let Ok(spec) = wasmbox_oci::load_spec(bundle) else {
+    let (Ok(spec), Some(id)) = (
+        wasmbox_oci::load_spec(bundle),
+        bundle.file_name().and_then(|n| n.to_str()),
+    ) else {
         return;
     };
-    let Some(path) = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.cgroups_path().as_ref())
-        .map(|p| p.to_string_lossy().into_owned())
-        .filter(|p| !p.is_empty())
-    else {
-        return;
-    };
+    let path = crate::cgroup::runner_cgroups_path(&spec, id);
     match crate::cgroup::ContainerCgroup::create(&path, false, None) {
         Ok(mut cgroup) => {
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);

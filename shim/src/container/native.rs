@@ -80,18 +80,6 @@ pub struct NativeContainer {
     paused: bool,
 }
 
-/// `binary` as found on PATH, when it is a bare name.
-fn which(binary: &Path) -> Option<PathBuf> {
-    if binary.components().count() > 1 {
-        return Some(binary.to_path_buf());
-    }
-    std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join(binary))
-            .find(|candidate| candidate.is_file())
-    })
-}
-
 fn read_pid(path: &Path) -> Result<u32> {
     std::fs::read_to_string(path)
         .ok()
@@ -127,7 +115,8 @@ impl NativeContainer {
             &log,
             options.systemd_cgroup,
         )?;
-        let resolved = which(&binary).unwrap_or(binary);
+        // As the runc crate resolves it for the client above.
+        let resolved = runc::utils::binary_path(&binary).unwrap_or(binary);
         let _ = std::fs::write(
             bundle.join(RUNC_BINARY_FILE),
             resolved.as_os_str().as_encoded_bytes(),
@@ -167,12 +156,7 @@ impl NativeContainer {
             cgroup: None,
             paused: false,
         };
-        let cgroups_path = spec
-            .linux()
-            .as_ref()
-            .and_then(|l| l.cgroups_path().as_ref())
-            .map(|p| p.to_string_lossy().into_owned())
-            .filter(|p| !p.is_empty());
+        let cgroups_path = crate::cgroup::spec_cgroups_path(spec);
         let ready = (|| {
             let pid = read_pid(&pid_file)?;
             let owner = ExitOwner {

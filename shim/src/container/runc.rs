@@ -53,24 +53,8 @@ impl Spawner for RegistrySpawner {
             .map_err(runc::error::Error::ProcessSpawnFailed)?;
         drop(cmd);
         let pid = child.id();
-        let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
-        let read = |pipe: Option<std::process::ChildStdout>| {
-            tokio::task::spawn_blocking(move || {
-                let mut text = String::new();
-                if let Some(mut pipe) = pipe {
-                    let _ = std::io::Read::read_to_string(&mut pipe, &mut text);
-                }
-                text
-            })
-        };
-        let out = read(stdout);
-        let err = tokio::task::spawn_blocking(move || {
-            let mut text = String::new();
-            if let Some(mut pipe) = stderr {
-                let _ = std::io::Read::read_to_string(&mut pipe, &mut text);
-            }
-            text
-        });
+        let out = read_all(child.stdout.take());
+        let err = read_all(child.stderr.take());
         let code = exit
             .wait_for(|e| e.is_some())
             .await
@@ -88,6 +72,17 @@ impl Spawner for RegistrySpawner {
         };
         Ok((status, pid, out, err))
     }
+}
+
+/// Reads a child's pipe to its end, off the event loop.
+fn read_all(pipe: Option<impl std::io::Read + Send + 'static>) -> tokio::task::JoinHandle<String> {
+    tokio::task::spawn_blocking(move || {
+        let mut text = String::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_string(&mut text);
+        }
+        text
+    })
 }
 
 /// A runc client for one container: `binary` (or `runc` on PATH, which is

@@ -99,11 +99,7 @@ impl WasmContainer {
         .map_err(|e| ContainerError::Internal(format!("cannot open the container's stdio: {e}")))?;
 
         let linux = spec.linux().as_ref();
-        let cgroups_path = linux
-            .and_then(|l| l.cgroups_path().as_ref())
-            .map(|p| p.to_string_lossy().into_owned())
-            .filter(|p| !p.is_empty())
-            .unwrap_or_else(|| format!("/wasmbox/{id}"));
+        let cgroups_path = crate::cgroup::runner_cgroups_path(spec, &id);
         let resources = linux.and_then(|l| l.resources().clone());
         let systemd = options.systemd_cgroup;
         // Off the event loop: with systemd, this opens a D-Bus connection.

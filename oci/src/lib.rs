@@ -5,6 +5,8 @@
 //!   container.
 //! - [`wasm`]: telling a WebAssembly module or component from anything else
 //!   by its bytes, with errors that say what the file is instead.
+//! - [`http`]: where a wasi:http component listens, and its request
+//!   deadline.
 //! - [`confine`]: the spec's capabilities, seccomp profile and the rest of
 //!   what the runner drops before the guest runs.
 //! - [`protocol`]: how the shim hands a plan to a runner process and learns
@@ -20,6 +22,7 @@
 //! field and says why, so that `ctr run` can show it to the user as it is.
 
 pub mod confine;
+pub mod http;
 pub mod plan;
 pub mod protocol;
 pub mod rootfs;
@@ -30,9 +33,9 @@ pub mod wasm;
 pub use confine::{confinement_from_spec, CapabilitySets, Confinement};
 pub use plan::{
     load_spec, plan_for_layer, plan_from_bundle, plan_from_spec, LayerModule, Preopen, RlimitPlan,
-    RunPlan, SandboxPlan, SkippedMount, UserPlan, DEFAULT_ENTRY, DEFAULT_HTTP_ADDR,
-    HTTP_ADDR_ANNOTATION, HTTP_ADDR_ENV,
+    RunPlan, SandboxPlan, SkippedMount, UserPlan, DEFAULT_ENTRY,
 };
+pub use http::{HttpSettings, DEFAULT_HTTP_ADDR, DEFAULT_REQUEST_TIMEOUT};
 pub use userns::UserNamespacePlan;
 pub use wasm::{detect_wasm, native_entrypoint, NativeEntrypoint, WasmKind};
 pub use wasmbox_idmap::{IdMapping, IdMappings};
@@ -132,9 +135,15 @@ pub enum PlanError {
     Mount { destination: String, reason: String },
     #[error("{setting} {value:?} is not a listen address like 0.0.0.0:8080: {reason}")]
     BadHttpAddr {
-        setting: &'static str,
+        setting: String,
         value: String,
         reason: String,
+    },
+    #[error("{setting} {value:?}: {reason}")]
+    BadHttpSetting {
+        setting: String,
+        value: String,
+        reason: &'static str,
     },
     #[error("process.args[0] {arg:?}: '#{entry}' picks an export of a core module; a component runs through wasi:cli/run or wasi:http")]
     EntryOnComponent { arg: String, entry: String },

@@ -5,7 +5,6 @@
 //! of the args, `process.env` and `process.cwd` become the WASI args, env and
 //! working directory; the rootfs is preopened as `/`.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::Spec;
@@ -13,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use wasmbox_idmap::IdMappings;
 
 use crate::confine::{confinement_from_spec, Confinement};
+use crate::http::{http_settings, HttpSettings};
 use crate::rootfs::{resolve_in_rootfs, ResolveError};
 use crate::userns::mount_mappings;
 use crate::wasm::{detect_wasm, WasmKind};
@@ -20,13 +20,6 @@ use crate::PlanError;
 
 /// The function a WASI command exports as its entry point.
 pub const DEFAULT_ENTRY: &str = "_start";
-
-/// Where a wasi:http component is served unless the container says otherwise.
-pub const DEFAULT_HTTP_ADDR: &str = "0.0.0.0:8080";
-/// The container env var that sets the listen address of a wasi:http component.
-pub const HTTP_ADDR_ENV: &str = "WASMBOX_HTTP_ADDR";
-/// The annotation that sets it (the env var wins: it is the narrower setting).
-pub const HTTP_ADDR_ANNOTATION: &str = "wasmbox.io/http-addr";
 
 /// A host directory the guest sees at `guest_path`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,10 +61,8 @@ pub struct RunPlan {
     pub user: UserPlan,
     /// `process.rlimits`, e.g. `RLIMIT_NOFILE`.
     pub rlimits: Vec<RlimitPlan>,
-    /// Where to serve the guest if it is a wasi:http component: the env
-    /// var [`HTTP_ADDR_ENV`], else the annotation [`HTTP_ADDR_ANNOTATION`],
-    /// else [`DEFAULT_HTTP_ADDR`].
-    pub http_addr: SocketAddr,
+    /// How to serve the guest if it is a wasi:http component.
+    pub http: HttpSettings,
     /// What the runner drops before the guest runs, from the spec.
     pub confinement: Confinement,
 }
@@ -280,7 +271,7 @@ fn plan(spec: &Spec, bundle: &Path, layer: Option<LayerModule<'_>>) -> Result<Ru
         }
     }
 
-    let http_addr = http_addr(spec, &env)?;
+    let http = http_settings(spec, &env)?;
     Ok(RunPlan {
         module_guest_path,
         module_host_path,
@@ -294,33 +285,9 @@ fn plan(spec: &Spec, bundle: &Path, layer: Option<LayerModule<'_>>) -> Result<Ru
         memory_limit: memory_limit(spec),
         user: user_plan(process),
         rlimits: rlimit_plans(process),
-        http_addr,
+        http,
         confinement: confinement_from_spec(spec)?,
     })
-}
-
-/// The listen address for a wasi:http component; see [`RunPlan::http_addr`].
-fn http_addr(spec: &Spec, env: &[(String, String)]) -> Result<SocketAddr, PlanError> {
-    let from_env = env
-        .iter()
-        .rev()
-        .find(|(name, _)| name == HTTP_ADDR_ENV)
-        .map(|(_, value)| ("process.env WASMBOX_HTTP_ADDR", value.as_str()));
-    let from_annotation = spec
-        .annotations()
-        .as_ref()
-        .and_then(|a| a.get(HTTP_ADDR_ANNOTATION))
-        .map(|value| ("annotation wasmbox.io/http-addr", value.as_str()));
-    let Some((setting, value)) = from_env.or(from_annotation) else {
-        return Ok(SocketAddr::from(([0, 0, 0, 0], 8080)));
-    };
-    value
-        .parse()
-        .map_err(|e: std::net::AddrParseError| PlanError::BadHttpAddr {
-            setting,
-            value: value.to_string(),
-            reason: e.to_string(),
-        })
 }
 
 /// The spec's memory limit, if it sets a positive one.
@@ -504,38 +471,6 @@ mod tests {
     }
 
     const COMPONENT: &[u8] = b"\0asm\x0d\0\x01\0";
-
-    #[test]
-    fn the_http_address_comes_from_env_then_annotation_then_default() {
-        let dir = bundle_with(config(&["/app.wasm"]), &[("app.wasm", COMPONENT)]);
-        let plan = plan_from_bundle(dir.path()).unwrap();
-        assert_eq!(plan.kind, WasmKind::Component);
-        assert_eq!(plan.http_addr.to_string(), DEFAULT_HTTP_ADDR);
-
-        let mut annotated = config(&["/app.wasm"]);
-        annotated["annotations"] = json!({"wasmbox.io/http-addr": "127.0.0.1:9001"});
-        let dir = bundle_with(annotated.clone(), &[("app.wasm", COMPONENT)]);
-        assert_eq!(
-            plan_from_bundle(dir.path()).unwrap().http_addr.to_string(),
-            "127.0.0.1:9001"
-        );
-
-        annotated["process"]["env"] = json!(["WASMBOX_HTTP_ADDR=[::1]:9002"]);
-        let dir = bundle_with(annotated, &[("app.wasm", COMPONENT)]);
-        assert_eq!(
-            plan_from_bundle(dir.path()).unwrap().http_addr.to_string(),
-            "[::1]:9002"
-        );
-
-        let mut bad = config(&["/app.wasm"]);
-        bad["annotations"] = json!({"wasmbox.io/http-addr": "port 80"});
-        let dir = bundle_with(bad, &[("app.wasm", COMPONENT)]);
-        let msg = plan_from_bundle(dir.path()).unwrap_err().to_string();
-        assert!(
-            msg.starts_with("annotation wasmbox.io/http-addr \"port 80\" is not a listen address"),
-            "{msg}"
-        );
-    }
 
     #[test]
     fn a_component_has_no_export_to_pick() {

@@ -183,7 +183,10 @@ mod tests {
                 soft: 1024,
                 hard: 4096,
             }],
-            http_addr: "127.0.0.1:9000".parse().unwrap(),
+            http: crate::HttpSettings {
+                addr: "127.0.0.1:9000".parse().unwrap(),
+                request_timeout: Some(std::time::Duration::from_millis(1500)),
+            },
             confinement: crate::Confinement {
                 no_new_privileges: true,
                 oom_score_adj: Some(100),

@@ -167,6 +167,8 @@ impl CommandGuest {
             guest_path,
         } = self;
         let mut store = state.into_store(pre.engine());
+        // Nothing ticks the epoch in a command's runner: no deadline.
+        store.set_epoch_deadline(u64::MAX);
         let result = runtime.block_on(async {
             let command = pre.instantiate_async(&mut store).await?;
             command.wasi_cli_run().call_run(&mut store).await

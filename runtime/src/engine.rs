@@ -9,7 +9,11 @@
 //! - Components run on an async engine (wasi:http and wasi:sockets are
 //!   built on tokio) with the pooling allocator: a wasi:http component gets
 //!   a fresh instance per request, and pooled slots with copy-on-write
-//!   memory images make that a matter of microseconds.
+//!   memory images make that a matter of microseconds. Component code
+//!   checks wasmtime's epoch: that is how a wasi:http request's deadline
+//!   ends a handler stuck in a loop, and how a busy handler yields its
+//!   thread to the other requests (see [`crate::http`]). A command
+//!   component's store never reaches its deadline.
 
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 
@@ -37,6 +41,7 @@ pub fn new_engine() -> Result<Engine, RuntimeError> {
 pub fn new_component_engine() -> Result<Engine, RuntimeError> {
     let mut config = base_config();
     config.wasm_component_model(true);
+    config.epoch_interruption(true);
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(MAX_CONCURRENT_INSTANCES)
         .total_core_instances(MAX_CONCURRENT_INSTANCES)

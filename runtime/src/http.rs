@@ -11,14 +11,23 @@
 //!   `curl --http2-prior-knowledge` sends) on the same port.
 //! - The guest's stdout and stderr are the container's, so its prints reach
 //!   the container log.
+//! - Each request has a deadline (60 s unless `WASMBOX_HTTP_REQUEST_TIMEOUT`
+//!   or the annotation `wasmbox.io/http-request-timeout` says otherwise):
+//!   a handler that has not finished by then is stopped, its instance
+//!   freed, and a request it never answered gets a 500. The engine's epoch
+//!   ticks every [`EPOCH_TICK`], and a handler running wasm yields its
+//!   thread at each tick, so a handler stuck in a loop neither keeps the
+//!   others waiting nor outlives its deadline.
 //! - SIGTERM (or SIGINT) stops accepting, lets the requests in flight
-//!   finish, and exits 0; the kubelet's SIGKILL after the grace period
-//!   bounds the wait.
-//! - A request whose handler traps or never answers gets a 500, and the
-//!   reason goes to stderr; the server goes on.
+//!   finish, and exits 0. The drain ends at the latest one request deadline
+//!   later, or at a second SIGTERM; the kubelet's SIGKILL after the grace
+//!   period bounds it from outside.
+//! - A request whose handler traps, fails or never answers gets a 500, and
+//!   the reason goes to stderr; the server goes on.
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -30,6 +39,7 @@ use wasmbox_oci::RunPlan;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime::UpdateDeadline;
 use wasmtime_wasi_http::WasiHttpView;
 
 use crate::component::ComponentState;
@@ -38,6 +48,9 @@ use crate::stdio::log_line;
 use crate::RuntimeError;
 
 type Response = hyper::Response<HyperOutgoingBody>;
+
+/// How often the engine's epoch ticks while serving.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// A wasi:http component with its listener bound, ready to serve.
 pub struct HttpGuest {
@@ -57,10 +70,10 @@ impl HttpGuest {
         ComponentState::new(plan, false)?;
         let listen_error = |e: std::io::Error| RuntimeError::Listen {
             guest_path: plan.module_guest_path.clone(),
-            addr: plan.http_addr,
+            addr: plan.http.addr,
             reason: e.to_string(),
         };
-        let listener = std::net::TcpListener::bind(plan.http_addr).map_err(listen_error)?;
+        let listener = std::net::TcpListener::bind(plan.http.addr).map_err(listen_error)?;
         listener.set_nonblocking(true).map_err(listen_error)?;
         Ok(Self {
             server: Arc::new(Server {
@@ -81,6 +94,16 @@ impl HttpGuest {
             let _ = unsafe { signal::signal(sig, SigHandler::SigDfl) };
         }
         let guest_path = self.server.plan.module_guest_path.clone();
+        let engine = self.server.pre.engine().clone();
+        let ticker = std::thread::Builder::new()
+            .name("epoch".into())
+            .spawn(move || loop {
+                std::thread::sleep(EPOCH_TICK);
+                engine.increment_epoch();
+            });
+        if let Err(e) = ticker {
+            return fail(&guest_path, format!("cannot start the epoch ticker: {e}"));
+        }
         let runtime = match tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -105,7 +128,7 @@ impl HttpGuest {
         log_line(format_args!(
             "wasmbox: serving {} (wasi:http) on http://{}/",
             plan.module_guest_path,
-            listener.local_addr().unwrap_or(plan.http_addr)
+            listener.local_addr().unwrap_or(plan.http.addr)
         ));
         let graceful = GracefulShutdown::new();
         let connections = auto::Builder::new(TokioExecutor::new());
@@ -144,9 +167,39 @@ impl HttpGuest {
         log_line(format_args!(
             "wasmbox: stopping: no new connections; waiting for requests in flight"
         ));
-        graceful.shutdown().await;
+        // Every request ends by its deadline; a connection still open after
+        // that is a client that will not let go.
+        let bound = plan.http.request_timeout.map(|timeout| timeout + EPOCH_TICK * 10);
+        let give_up = async move {
+            match bound {
+                Some(bound) => tokio::time::sleep(bound).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = graceful.shutdown() => {}
+            _ = terminate.recv() => log_line(format_args!(
+                "wasmbox: stopping now: a second SIGTERM came during the drain"
+            )),
+            _ = interrupt.recv() => log_line(format_args!(
+                "wasmbox: stopping now: a second SIGINT came during the drain"
+            )),
+            () = give_up => log_line(format_args!(
+                "wasmbox: stopping now: connections still open one request deadline after SIGTERM"
+            )),
+        }
         Ok(())
     }
+}
+
+/// The error of a handler stopped at its deadline.
+fn deadline_passed(timeout: Option<Duration>) -> wasmtime::Error {
+    wasmtime::format_err!(
+        "it did not finish within {:?} and was stopped (the deadline is set by {} or {})",
+        timeout.unwrap_or_default(),
+        wasmbox_oci::http::REQUEST_TIMEOUT_ENV,
+        wasmbox_oci::http::REQUEST_TIMEOUT_ANNOTATION
+    )
 }
 
 fn fail(guest_path: &str, message: String) -> ExitReason {
@@ -162,7 +215,7 @@ impl Server {
             Ok(response) => response,
             Err(e) => {
                 log_line(format_args!(
-                    "wasmbox: {}: request failed: {e:?}",
+                    "wasmbox: {}: request failed: {e:#}",
                     self.plan.module_guest_path
                 ));
                 let mut response = Response::new(HyperOutgoingBody::default());
@@ -174,8 +227,14 @@ impl Server {
 
     /// Runs the guest's handler in a fresh instance.
     async fn call(&self, request: hyper::Request<Incoming>) -> wasmtime::Result<Response> {
+        let timeout = self.plan.http.request_timeout;
+        let deadline = timeout.map(|timeout| tokio::time::Instant::now() + timeout);
         let state = ComponentState::new(&self.plan, false)?;
         let mut store = state.into_store(self.pre.engine());
+        // At each tick, wasm code yields to the other requests; the
+        // deadline is the timeout around the handler's future below.
+        store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
+        store.set_epoch_deadline(1);
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let request = store
             .data_mut()
@@ -186,11 +245,22 @@ impl Server {
         // The handler runs in its own task: it may go on writing the body
         // after it has set the response.
         let task = tokio::spawn(async move {
-            let proxy = pre.instantiate_async(&mut store).await?;
-            let handled = proxy
-                .wasi_http_incoming_handler()
-                .call_handle(&mut store, request, out)
-                .await;
+            let handle = async {
+                let proxy = pre.instantiate_async(&mut store).await?;
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, request, out)
+                    .await
+            };
+            let handled = match deadline {
+                Some(deadline) => match tokio::time::timeout_at(deadline, handle).await {
+                    Ok(handled) => handled,
+                    // Dropping the handler's future drops its store: the
+                    // instance goes back to the pool.
+                    Err(_) => return Err(deadline_passed(timeout)),
+                },
+                None => handle.await,
+            };
             handled.map_err(|e| match ExitReason::from_error(&e, store.data().limiter.refused()) {
                 ExitReason::OutOfMemory(refused) => wasmtime::format_err!(
                     "out of memory: it asked for {} MiB of linear memory, and the container's memory limit is {} MiB",
@@ -201,7 +271,19 @@ impl Server {
             })
         });
         match receiver.await {
-            Ok(Ok(response)) => Ok(response),
+            Ok(Ok(response)) => {
+                // The handler may still be writing the body: say so if it
+                // fails or runs out of time.
+                let guest_path = self.plan.module_guest_path.clone();
+                tokio::spawn(async move {
+                    if let Ok(Err(e)) = task.await {
+                        log_line(format_args!(
+                            "wasmbox: {guest_path}: request failed after its response was sent: {e:#}"
+                        ));
+                    }
+                });
+                Ok(response)
+            }
             Ok(Err(code)) => Err(wasmtime::format_err!(
                 "the handler answered with an error: {code:?}"
             )),

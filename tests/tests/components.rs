@@ -88,19 +88,33 @@ fn a_command_component_gets_args_env_preopens_and_its_exit_code() {
     cd.assert_nothing_left();
 }
 
+/// An `http-hello` server under `ctr run`.
+struct Served {
+    run: Child,
+    stdout: Lines,
+    /// Kept to the end: ctr dies of SIGPIPE if its stderr is closed.
+    stderr: Lines,
+    pid: u32,
+}
+
 /// Starts `http-hello` from an image under `ctr run` and waits (at most
-/// 60 s) for the runner's "serving" line; returns the run, its stdout
-/// lines and the task's pid.
-fn serve(cd: &Containerd, id: &str, extra: &[&str], addr: &str) -> (Child, Lines, u32) {
+/// 60 s) for the runner's "serving" line.
+fn serve(cd: &Containerd, id: &str, extra: &[&str], addr: &str) -> Served {
     let mut args = vec!["run", "--rm", "--runtime", RUNTIME];
     args.extend_from_slice(extra);
     args.extend_from_slice(&["docker.io/wasmbox/http-hello:test", id]);
     let mut run = cd.spawn_ctr(&args);
-    let logs = Lines::of(&mut run);
+    let stdout = Lines::of(&mut run);
+    let mut stderr = Lines::of_stderr(&mut run);
     let serving = format!("wasmbox: serving /app.wasm (wasi:http) on http://{addr}/");
-    Lines::of_stderr(&mut run).wait_for(|l| l == serving, Duration::from_secs(60));
+    stderr.wait_for(|l| l == serving, Duration::from_secs(60));
     let pid = cd.task_pid(id);
-    (run, logs, pid)
+    Served {
+        run,
+        stdout,
+        stderr,
+        pid,
+    }
 }
 
 #[test]
@@ -113,7 +127,12 @@ fn a_wasi_http_component_is_served_and_drains_on_sigterm() {
     );
     // ctr gives the container a network namespace of its own (only `lo`):
     // the server is reachable there, through the task's namespace.
-    let (mut run, mut logs, pid) = serve(&cd, "web", &[], "0.0.0.0:8080");
+    let Served {
+        mut run,
+        stdout: mut logs,
+        pid,
+        stderr: _stderr,
+    } = serve(&cd, "web", &[], "0.0.0.0:8080");
 
     let out = curl_in_netns(pid, &["-i", "http://127.0.0.1:8080/"]);
     assert_success(&out, "curl over HTTP/1.1");
@@ -173,6 +192,81 @@ fn a_wasi_http_component_is_served_and_drains_on_sigterm() {
     cd.assert_nothing_left();
 }
 
+/// `curl` for the status code alone, started now and waited on later.
+fn spawn_status_of(pid: u32, url: &str) -> Child {
+    curl_in_netns_command(pid, &["-o", "/dev/null", "-w", "%{http_code}", url])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn curl")
+}
+
+#[test]
+fn a_request_past_its_deadline_gets_a_500_and_gives_its_thread_back() {
+    let cd = Containerd::start();
+    cd.import_wasm_image(
+        &sample_wasm("http-hello"),
+        "docker.io/wasmbox/http-hello:test",
+        &[],
+    );
+    let mut served = serve(
+        &cd,
+        "deadline",
+        &["--annotation", "wasmbox.io/http-request-timeout=8s"],
+        "0.0.0.0:8080",
+    );
+    let pid = served.pid;
+
+    // Three handlers that loop in wasm for ever: more than the server's
+    // worker threads (one per core here).
+    let mut spins: Vec<Child> = (0..3)
+        .map(|_| spawn_status_of(pid, "http://127.0.0.1:8080/spin"))
+        .collect();
+    for _ in 0..3 {
+        served
+            .stdout
+            .wait_for(|l| l.contains("GET http://127.0.0.1:8080/spin"), Duration::from_secs(20));
+    }
+    // They yield at each epoch tick: another request is answered while
+    // they spin.
+    let out = curl_in_netns(pid, &["http://127.0.0.1:8080/"]);
+    assert_success(&out, "GET / beside three spinning handlers");
+    assert_eq!(stdout(&out), "Hello from a wasmbox wasi:http component!\n");
+    for spin in &mut spins {
+        assert!(
+            spin.try_wait().expect("try_wait").is_none(),
+            "a /spin request ended before GET / was answered"
+        );
+    }
+    // At their deadline each is stopped with a 500, and the reason is logged.
+    for spin in spins {
+        let out = wait_output(spin, Duration::from_secs(30));
+        assert_eq!(stdout(&out), "500", "{}", stderr(&out));
+    }
+    for _ in 0..3 {
+        served.stderr.wait_for(
+            |l| l.contains("/app.wasm: request failed") && l.contains("did not finish within 8s"),
+            Duration::from_secs(10),
+        );
+    }
+    // The server goes on.
+    let out = curl_in_netns(pid, &["-i", "http://127.0.0.1:8080/"]);
+    assert!(stdout(&out).starts_with("HTTP/1.1 200"), "{}", stdout(&out));
+
+    // A handler that waits (here on a 10-minute timer) does not hold the
+    // drain after SIGTERM past its deadline.
+    let waiting = spawn_status_of(pid, "http://127.0.0.1:8080/slow?ms=600000");
+    served
+        .stdout
+        .wait_for(|l| l.contains("/slow?ms=600000"), Duration::from_secs(20));
+    assert_success(&cd.ctr(&["task", "kill", "deadline"]), "SIGTERM");
+    let out = wait_output(waiting, Duration::from_secs(30));
+    assert_eq!(stdout(&out), "500", "{}", stderr(&out));
+    let status = wait_with_timeout(&mut served.run, Duration::from_secs(30));
+    assert_eq!(status.code(), Some(0), "a drained server exits 0");
+    cd.assert_nothing_left();
+}
+
 #[test]
 fn the_listen_address_comes_from_env_or_annotation_and_bad_ones_are_refused() {
     let cd = Containerd::start();
@@ -196,7 +290,12 @@ fn the_listen_address_comes_from_env_or_annotation_and_bad_ones_are_refused() {
             "127.0.0.1:9001",
         ),
     ] {
-        let (mut run, _, pid) = serve(&cd, id, &[flag, setting], addr);
+        let Served {
+            mut run,
+            pid,
+            stderr: _stderr,
+            ..
+        } = serve(&cd, id, &[flag, setting], addr);
         let out = curl_in_netns(pid, &[&format!("http://{addr}/")]);
         assert_success(&out, &format!("curl on the address of {setting}"));
         assert_eq!(cd.kill_and_wait(&mut run, id).code(), Some(137));

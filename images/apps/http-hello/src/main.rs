@@ -3,6 +3,8 @@
 //!
 //! - `GET /` answers `Hello from a wasmbox wasi:http component!`;
 //! - `GET /slow?ms=N` answers after N milliseconds (for graceful shutdown);
+//! - `GET /spin` never answers: it loops in wasm for ever (for the
+//!   request deadline);
 //! - `GET /fetch?url=URL` makes an outgoing GET (`wasi:http/outgoing-handler`)
 //!   and reports its status and body size;
 //! - anything else is 404.
@@ -39,6 +41,12 @@ async fn main(mut request: Request<Body>) -> Result<Response<Body>, Error> {
                 .unwrap_or(1000);
             wstd::task::sleep(Duration::from_millis(ms)).await;
             Ok(Response::new(format!("slept {ms} ms\n").into()))
+        }
+        "/spin" => {
+            let mut turns = 0u64;
+            loop {
+                turns = std::hint::black_box(turns.wrapping_add(1));
+            }
         }
         "/fetch" => {
             let Some(url) = param(&query, "url") else {

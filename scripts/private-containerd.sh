@@ -5,6 +5,12 @@
 #
 #   scripts/private-containerd.sh start DIR [2.1|1.7|1.6] [cri]
 #   scripts/private-containerd.sh stop DIR
+#   scripts/private-containerd.sh down DIR   # containerd alone, as on a node
+#   scripts/private-containerd.sh up DIR     # whose containerd restarts
+#
+# `down` stops the containerd process and nothing else: its shims and
+# their tasks go on running, as they do when a node's containerd restarts.
+# `up` starts it again with the config `start` wrote.
 #
 # With `cri`, containerd's CRI plugin is on, with wasmbox registered as the
 # runtime handler `wasmbox` (and runc as `runc`, and `wasmbox-wasm-only`,
@@ -27,7 +33,7 @@ dir="${2:?usage: $0 start|stop DIR [version]}"
 mkdir -p "$dir"
 dir="$(cd "$dir" && pwd)"
 
-stop() {
+stop_daemon() {
   if [[ -f "$dir/containerd.pid" ]]; then
     local pid
     pid="$(cat "$dir/containerd.pid")"
@@ -36,6 +42,10 @@ stop() {
     kill -9 "$pid" 2>/dev/null || true
     rm -f "$dir/containerd.pid"
   fi
+}
+
+stop() {
+  stop_daemon
   # Shims outlive containerd by design; ours are recognised by our address.
   # Runners of this containerd use its cache dir. A shim's runc containers
   # are its children (it is their subreaper): they go first.
@@ -64,11 +74,38 @@ stop() {
   done
 }
 
-if [[ "$action" == stop ]]; then
-  stop
-  exit 0
-fi
-[[ "$action" == start ]] || { echo "unknown action $action" >&2; exit 2; }
+# Starts containerd with DIR's config and waits until it answers (at most
+# 30 s); false, with its log on stderr, if it does not.
+launch() {
+  local ctr="$1" sock="$dir/containerd.sock"
+  setsid containerd --config "$dir/config.toml" >> "$dir/containerd.log" 2>&1 < /dev/null &
+  echo $! > "$dir/containerd.pid"
+  for _ in $(seq 300); do
+    if "$ctr" --address "$sock" version > /dev/null 2>&1; then
+      return 0
+    fi
+    if ! kill -0 "$(cat "$dir/containerd.pid")" 2>/dev/null; then break; fi
+    sleep 0.1
+  done
+  echo "containerd did not come up; its log:" >&2
+  tail -n 30 "$dir/containerd.log" >&2
+  return 1
+}
+
+case "$action" in
+  stop) stop; exit 0 ;;
+  down) stop_daemon; exit 0 ;;
+  up)
+    [[ -f "$dir/env" ]] || { echo "$dir has no containerd to bring up: start it first" >&2; exit 1; }
+    # shellcheck disable=SC1091
+    source "$dir/env"
+    export PATH="${WASMBOX_BIN_DIR:-$repo/target/release}:$CONTAINERD_BIN_DIR:$PATH"
+    export WASMBOX_CACHE_DIR
+    launch "$CTR"
+    exit $? ;;
+  start) ;;
+  *) echo "unknown action $action" >&2; exit 2 ;;
+esac
 
 version="${3:-${WASMBOX_CONTAINERD:-2.1}}"
 cri="${4:-}"
@@ -202,26 +239,17 @@ TOML
 
 export PATH="$wasmbox_bin:$bin_dir:$PATH"
 export WASMBOX_CACHE_DIR="${WASMBOX_CACHE_DIR:-$dir/wasm-cache}"
-setsid containerd --config "$dir/config.toml" > "$dir/containerd.log" 2>&1 < /dev/null &
-echo $! > "$dir/containerd.pid"
-
-for _ in $(seq 300); do
-  if "$bin_dir/ctr" --address "$sock" version > /dev/null 2>&1; then
-    if [[ "$cri" == cri ]]; then
-      "$bin_dir/ctr" --address "$sock" -n k8s.io images import "$repo/target/images/pause.tar" > /dev/null
-    fi
-    cat > "$dir/env" <<ENV
+if launch "$bin_dir/ctr"; then
+  if [[ "$cri" == cri ]]; then
+    "$bin_dir/ctr" --address "$sock" -n k8s.io images import "$repo/target/images/pause.tar" > /dev/null
+  fi
+  cat > "$dir/env" <<ENV
 CONTAINERD_ADDRESS=$sock
 CTR=$bin_dir/ctr
 CONTAINERD_BIN_DIR=$bin_dir
 WASMBOX_CACHE_DIR=$WASMBOX_CACHE_DIR
 ENV
-    exit 0
-  fi
-  if ! kill -0 "$(cat "$dir/containerd.pid")" 2>/dev/null; then break; fi
-  sleep 0.1
-done
-echo "containerd $version did not come up; its log:" >&2
-tail -n 30 "$dir/containerd.log" >&2
+  exit 0
+fi
 stop
 exit 1

@@ -31,11 +31,11 @@ pub mod userns;
 pub mod wasm;
 
 pub use confine::{confinement_from_spec, CapabilitySets, Confinement};
+pub use http::{HttpSettings, DEFAULT_HTTP_ADDR, DEFAULT_REQUEST_TIMEOUT};
 pub use plan::{
     load_spec, plan_for_layer, plan_from_bundle, plan_from_spec, LayerModule, Preopen, RlimitPlan,
     RunPlan, SandboxPlan, SkippedMount, UserPlan, DEFAULT_ENTRY,
 };
-pub use http::{HttpSettings, DEFAULT_HTTP_ADDR, DEFAULT_REQUEST_TIMEOUT};
 pub use userns::UserNamespacePlan;
 pub use wasm::{detect_wasm, native_entrypoint, NativeEntrypoint, WasmKind};
 pub use wasmbox_idmap::{IdMapping, IdMappings};

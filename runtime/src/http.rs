@@ -36,10 +36,10 @@ use hyper_util::server::graceful::GracefulShutdown;
 use nix::sys::signal::{self, SigHandler, Signal};
 use tokio::signal::unix::{signal as listen_for, SignalKind};
 use wasmbox_oci::RunPlan;
+use wasmtime::UpdateDeadline;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
-use wasmtime::UpdateDeadline;
 use wasmtime_wasi_http::WasiHttpView;
 
 use crate::component::ComponentState;
@@ -169,7 +169,10 @@ impl HttpGuest {
         ));
         // Every request ends by its deadline; a connection still open after
         // that is a client that will not let go.
-        let bound = plan.http.request_timeout.map(|timeout| timeout + EPOCH_TICK * 10);
+        let bound = plan
+            .http
+            .request_timeout
+            .map(|timeout| timeout + EPOCH_TICK * 10);
         let give_up = async move {
             match bound {
                 Some(bound) => tokio::time::sleep(bound).await,

@@ -23,6 +23,7 @@ use containerd_shim::{Config, Flags, StartOpts};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+use crate::events::EventPublisher;
 use crate::task::TaskService;
 
 /// The annotation CRI puts on every container of a pod.
@@ -102,7 +103,17 @@ impl Shim for WasmboxShim {
         Ok(crate::features::runtime_info(runtime_id))
     }
 
+    /// The crate's publisher is used only for its address: events go
+    /// through [`EventPublisher`], which survives a containerd restart.
     async fn create_task_service(&self, publisher: RemotePublisher) -> Self::T {
+        self.task_service(EventPublisher::new(&publisher.address))
+            .await
+    }
+}
+
+impl WasmboxShim {
+    /// The Task service of this shim, publishing through `publisher`.
+    pub async fn task_service(&self, publisher: EventPublisher) -> TaskService {
         TaskService::new(
             &self.namespace,
             &self.containerd_address,

@@ -11,6 +11,7 @@
 mod artifact;
 mod cgroup;
 mod container;
+mod events;
 mod exits;
 mod features;
 mod lifecycle;

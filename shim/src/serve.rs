@@ -21,13 +21,13 @@ use containerd_shim::asynchronous::Shim;
 use containerd_shim::protos::shim_async::create_task;
 use containerd_shim::protos::ttrpc::r#async::transport::Listener;
 use containerd_shim::protos::ttrpc::r#async::Server;
-use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::{Config, Flags};
 use nix::errno::Errno;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use tokio::signal::unix::{signal, SignalKind};
 
+use crate::events::EventPublisher;
 use crate::lifecycle::WasmboxShim;
 
 /// The service names containerd calls the Task API by.
@@ -57,11 +57,9 @@ pub async fn serve(flags: Flags) -> Result<()> {
     .context("cannot set up logging")?;
 
     let ttrpc_address = std::env::var("TTRPC_ADDRESS").context("TTRPC_ADDRESS is not set")?;
-    let publisher = RemotePublisher::new(&ttrpc_address)
-        .await
-        .with_context(|| format!("cannot reach containerd's event service at {ttrpc_address}"))?;
+    let publisher = EventPublisher::new(&ttrpc_address);
     let task: Arc<dyn containerd_shim::Task + Send + Sync> =
-        Arc::new(shim.create_task_service(publisher).await);
+        Arc::new(shim.task_service(publisher).await);
 
     let mut services = create_task(task.clone());
     let v2 = create_task(task)

@@ -26,7 +26,7 @@ use containerd_shim::protos::events::task::{
 };
 use containerd_shim::protos::protobuf::MessageField;
 use containerd_shim::protos::ttrpc::{self, Code};
-use containerd_shim::publisher::RemotePublisher;
+use containerd_shim::protos::types::task::ProcessInfo;
 use containerd_shim::{ExitSignal, Task, TtrpcContext};
 use nix::sys::signal::Signal;
 use tokio::sync::Mutex;
@@ -74,7 +74,7 @@ impl TaskService {
     pub async fn new(
         namespace: &str,
         containerd_address: &str,
-        publisher: RemotePublisher,
+        publisher: crate::events::EventPublisher,
         exit_signal: Arc<ExitSignal>,
     ) -> Self {
         let service = Self {
@@ -357,7 +357,18 @@ impl Task for TaskService {
 
     async fn pids(&self, _ctx: &TtrpcContext, req: PidsRequest) -> ttrpc::Result<PidsResponse> {
         let entry = self.entry(&req.id).await?;
-        let processes = entry.container.lock().await.pids().await?;
+        let mut processes = entry.container.lock().await.pids().await?;
+        // When containerd restarts, it drops a shim whose Pids is empty as
+        // a leak (containerd#6860), and with it the exit of a task that
+        // ended while containerd was away: `ctr task ls` would not list it
+        // and its exit code would be lost (runc's shim loses it so). Until
+        // Delete, the task's own process is listed, running or exited.
+        if processes.is_empty() {
+            processes.push(ProcessInfo {
+                pid: entry.pid,
+                ..Default::default()
+            });
+        }
         Ok(PidsResponse {
             processes,
             ..Default::default()

@@ -228,6 +228,24 @@ impl Api {
         {}
     }
 
+    /// Deletes the task of container `id`, as a client does once it has
+    /// exited: its exit status and when it exited, as the shim reports them.
+    pub fn delete_task(&self, id: &str) -> (u32, std::time::SystemTime) {
+        self.runtime.block_on(async {
+            let deleted = TasksClient::new(self.channel.clone())
+                .delete(request(DeleteTaskRequest {
+                    container_id: id.to_string(),
+                }))
+                .await
+                .unwrap_or_else(|e| panic!("delete task {id}: {e}"))
+                .into_inner();
+            let at = deleted.exited_at.expect("exited_at");
+            let at = std::time::UNIX_EPOCH
+                + std::time::Duration::new(at.seconds as u64, at.nanos as u32);
+            (deleted.exit_status, at)
+        })
+    }
+
     /// Runs container `id` of `image` with `args` under `runtime`, as a
     /// kubelet's containerd would: an empty snapshot (a wasm artifact has
     /// no rootfs layers), a container record with the spec `ctr oci spec`

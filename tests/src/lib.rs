@@ -152,6 +152,32 @@ impl Containerd {
         }
     }
 
+    /// Stops the containerd process alone; its shims and tasks go on
+    /// running, as when a node's containerd restarts.
+    pub fn down(&self) {
+        self.script("down");
+    }
+
+    /// Starts containerd again after [`Containerd::down`], and returns once
+    /// it answers.
+    pub fn up(&self) {
+        self.script("up");
+    }
+
+    fn script(&self, action: &str) {
+        let out = Command::new(repo_root().join("scripts/private-containerd.sh"))
+            .arg(action)
+            .arg(self.dir.path())
+            .env_remove("WASMBOX_CACHE_DIR")
+            .output()
+            .expect("run private-containerd.sh");
+        assert!(
+            out.status.success(),
+            "private-containerd.sh {action}:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// The temp dir everything of this containerd lives in.
     pub fn dir(&self) -> &Path {
         self.dir.path()

@@ -223,9 +223,10 @@ fn a_request_past_its_deadline_gets_a_500_and_gives_its_thread_back() {
         .map(|_| spawn_status_of(pid, "http://127.0.0.1:8080/spin"))
         .collect();
     for _ in 0..3 {
-        served
-            .stdout
-            .wait_for(|l| l.contains("GET http://127.0.0.1:8080/spin"), Duration::from_secs(20));
+        served.stdout.wait_for(
+            |l| l.contains("GET http://127.0.0.1:8080/spin"),
+            Duration::from_secs(20),
+        );
     }
     // They yield at each epoch tick: another request is answered while
     // they spin.

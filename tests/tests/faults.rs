@@ -129,3 +129,112 @@ fn a_kernel_oom_kill_is_reported_as_task_oom() {
     let _ = events.wait();
     cd.assert_nothing_left();
 }
+
+/// The parent of `pid` (of a wasm task's guest: the runner that
+/// supervises it from outside its PID namespace).
+fn parent_of(pid: u32) -> Option<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// containerd restarts while ten tasks run, and three of them end while it
+/// is away: the seven still run afterwards, and the three exits (code and
+/// time) reach containerd when it is back, as `ctr task ls` and a client's
+/// Delete see them.
+#[test]
+fn exits_while_containerd_is_down_reach_it_when_it_is_back() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+
+    let cd = Containerd::start();
+    cd.import_wasm_image(
+        &sample_wasm("sleeper"),
+        "docker.io/wasmbox/sleeper:test",
+        &[],
+    );
+    let ids: Vec<String> = (0..10).map(|i| format!("restart-{i}")).collect();
+    for id in &ids {
+        let out = cd.ctr(&[
+            "run",
+            "-d",
+            "--runtime",
+            RUNTIME,
+            "docker.io/wasmbox/sleeper:test",
+            id,
+        ]);
+        assert_success(&out, id);
+    }
+    for id in &ids {
+        wait_until(&format!("{id} to run"), Duration::from_secs(30), || {
+            cd.task_has_status(id, "RUNNING")
+        });
+    }
+    let pids: Vec<u32> = ids.iter().map(|id| cd.task_pid(id)).collect();
+
+    cd.down();
+    let killed_at = std::time::SystemTime::now();
+    // The task's process (the guest) with SIGKILL, the same with SIGTERM,
+    // and the runner that supervises the guest with SIGKILL.
+    kill(Pid::from_raw(pids[0] as i32), Signal::SIGKILL).expect("kill restart-0");
+    kill(Pid::from_raw(pids[1] as i32), Signal::SIGTERM).expect("kill restart-1");
+    let supervisor = parent_of(pids[2]).expect("restart-2's supervisor");
+    kill(Pid::from_raw(supervisor as i32), Signal::SIGKILL).expect("kill restart-2's supervisor");
+    // Reaped by their shims, which take the exit time then.
+    for pid in &pids[..3] {
+        wait_until(
+            "the killed tasks to be reaped",
+            Duration::from_secs(20),
+            || !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        );
+    }
+    let ended_by = std::time::SystemTime::now();
+    cd.up();
+
+    for (i, id) in ids.iter().enumerate() {
+        let expected = if i < 3 { "STOPPED" } else { "RUNNING" };
+        wait_until(
+            &format!("{id} to be {expected}"),
+            Duration::from_secs(30),
+            || cd.task_has_status(id, expected),
+        );
+    }
+    let api = wasmbox_tests::api::Api::connect(&cd.address);
+    for (id, code) in [("restart-0", 137), ("restart-1", 143), ("restart-2", 137)] {
+        let (status, at) = api.delete_task(id);
+        assert_eq!(status, code, "{id}'s exit status");
+        assert!(
+            at >= killed_at && at <= ended_by,
+            "{id} exited at {at:?}, not between the kill ({killed_at:?}) and its end ({ended_by:?})"
+        );
+    }
+    // The TaskExit events the shims could not publish while containerd
+    // was away are held and sent when it is back: one per killed task
+    // (each has a shim of its own under ctr), none dropped.
+    wait_until(
+        "the three held TaskExit events to reach containerd",
+        Duration::from_secs(30),
+        || {
+            cd.log()
+                .matches("containerd took the /tasks/exit event it missed")
+                .count()
+                == 3
+        },
+    );
+    assert!(
+        !cd.log().contains("dropping the"),
+        "an event was dropped:\n{}",
+        cd.log()
+    );
+    for id in &ids[3..] {
+        cd.remove_detached(id);
+    }
+    for id in &ids[..3] {
+        assert_success(&cd.ctr(&["container", "delete", id]), "container delete");
+    }
+    cd.assert_nothing_left();
+}

@@ -24,12 +24,12 @@ use containerd_shim::api::{CreateTaskRequest, ExecProcessRequest, StateResponse}
 use containerd_shim::event::Event;
 use containerd_shim::protos::protobuf::well_known_types::any::Any;
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
-use containerd_shim::protos::ttrpc::{context::Context, Code};
+use containerd_shim::protos::ttrpc::Code;
 use containerd_shim::protos::types::task::ProcessInfo;
-use containerd_shim::publisher::RemotePublisher;
 use nix::sys::signal::Signal;
 use oci_spec::runtime::Spec;
 
+use crate::events::EventPublisher;
 use crate::exits::{ExitInfo, ExitReceiver, ExitRegistry};
 
 /// Why a Task API call on a container failed; each maps to a ttrpc code.
@@ -67,19 +67,12 @@ pub struct Shared {
     pub namespace: String,
     pub containerd_address: String,
     pub exits: ExitRegistry,
-    pub publisher: RemotePublisher,
+    pub publisher: EventPublisher,
 }
 
 impl Shared {
     pub async fn publish(&self, event: impl Event + 'static) {
-        let topic = event.topic();
-        if let Err(e) = self
-            .publisher
-            .publish(Context::default(), &topic, &self.namespace, Box::new(event))
-            .await
-        {
-            log::warn!("cannot publish {topic}: {e}");
-        }
+        self.publisher.publish(&self.namespace, event);
     }
 }
 

@@ -1,7 +1,7 @@
 # wasmbox: `make demo` and `make test` set up everything on a fresh machine.
 
 CARGO ?= cargo
-APPS := hello sleeper exit-code cat trap fsprobe fssuite memhog busy
+APPS := hello sleeper exit-code cat trap fsprobe fssuite memhog busy hostile
 # Components (WASI 0.2), built for wasm32-wasip2.
 APPS_P2 := cli-p2 http-hello http-echo
 WASM_DIR := target/wasm32-wasip1/release

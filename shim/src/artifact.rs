@@ -76,8 +76,14 @@ impl ContainerdApi {
     }
 
     /// The wasm layer of container `id`'s image, fetched into `store` if it
-    /// is not there yet; `None` if the image has no wasm layer.
-    pub async fn wasm_layer(&self, id: &str, store: &Path) -> Result<Option<WasmLayer>, String> {
+    /// is not there yet (into `fallback`, the bundle, if `store` cannot
+    /// take it); `None` if the image has no wasm layer.
+    pub async fn wasm_layer(
+        &self,
+        id: &str,
+        store: &Path,
+        fallback: &Path,
+    ) -> Result<Option<WasmLayer>, String> {
         let container = ContainersClient::new(self.channel.clone())
             .get(self.request(GetContainerRequest { id: id.to_string() }))
             .await
@@ -124,13 +130,28 @@ impl ContainerdApi {
         }
         let digest = layer.digest().to_string();
         let hex = layer.digest().digest().to_string();
-        let path = wasmbox_oci::layer_path(store, &hex);
+        let mut path = wasmbox_oci::layer_path(store, &hex);
         if wasmbox_oci::trust::check_file(&path).is_ok() {
             wasmbox_oci::mark_used(&path);
         } else {
-            self.fetch_layer(&digest, &hex, store, &path)
-                .await
-                .map_err(|e| format!("image {image}: cannot fetch wasm layer {digest}: {e}"))?;
+            let cannot_fetch =
+                |e: String| format!("image {image}: cannot fetch wasm layer {digest}: {e}");
+            match self.fetch_layer(&digest, &hex, store, &path).await {
+                Ok(()) => {}
+                // A full or read-only cache: the container still runs,
+                // from a copy of its own.
+                Err(FetchError::Store(e)) if store != fallback => {
+                    log::warn!(
+                        "container {id}: cannot keep its wasm layer in {}: {e}; keeping it in the bundle",
+                        store.display()
+                    );
+                    path = wasmbox_oci::layer_path(fallback, &hex);
+                    self.fetch_layer(&digest, &hex, fallback, &path)
+                        .await
+                        .map_err(|e| cannot_fetch(e.to_string()))?;
+                }
+                Err(e) => return Err(cannot_fetch(e.to_string())),
+            }
         }
         Ok(Some(WasmLayer {
             image,
@@ -189,7 +210,8 @@ impl ContainerdApi {
         hex: &str,
         store: &Path,
         path: &Path,
-    ) -> Result<(), String> {
+    ) -> Result<(), FetchError> {
+        use FetchError::{Content, Store};
         // tokio::fs: the writes and the fsync must not stall the shim's
         // event loop, which serves every container of the pod.
         tokio::fs::DirBuilder::new()
@@ -197,7 +219,7 @@ impl ContainerdApi {
             .mode(0o700)
             .create(store)
             .await
-            .map_err(|e| format!("cannot create {}: {e}", store.display()))?;
+            .map_err(|e| Store(format!("cannot create {}: {e}", store.display())))?;
         let tmp = store.join(format!("{hex}.wasm.tmp.{}", std::process::id()));
         let result = async {
             let mut file = tokio::fs::OpenOptions::new()
@@ -207,18 +229,20 @@ impl ContainerdApi {
                 .mode(0o644)
                 .open(&tmp)
                 .await
-                .map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+                .map_err(|e| Store(format!("cannot create {}: {e}", tmp.display())))?;
             let mut hasher = Sha256::new();
-            let mut stream = self.read_content(digest).await?;
+            let mut received = 0u64;
+            let mut stream = self.read_content(digest).await.map_err(Content)?;
             while let Some(chunk) = stream
                 .message()
                 .await
-                .map_err(|e| e.message().to_string())?
+                .map_err(|e| Content(e.message().to_string()))?
             {
                 hasher.update(&chunk.data);
+                received += chunk.data.len() as u64;
                 file.write_all(&chunk.data)
                     .await
-                    .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+                    .map_err(|e| Store(format!("cannot write {}: {e}", tmp.display())))?;
             }
             let actual: String = hasher
                 .finalize()
@@ -226,14 +250,25 @@ impl ContainerdApi {
                 .map(|b| format!("{b:02x}"))
                 .collect();
             if actual != hex {
-                return Err(format!("its content hashes to sha256:{actual}"));
+                return Err(Content(format!("its content hashes to sha256:{actual}")));
             }
-            file.sync_all()
-                .await
-                .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+            // tokio's File reports a failed write at the next operation:
+            // flush it out, then check that every byte is on disk, so that
+            // a full disk never leaves a short layer in the cache.
+            let cannot_write =
+                |e: std::io::Error| Store(format!("cannot write {}: {e}", tmp.display()));
+            file.flush().await.map_err(cannot_write)?;
+            file.sync_all().await.map_err(cannot_write)?;
+            let written = file.metadata().await.map_err(cannot_write)?.len();
+            if written != received {
+                return Err(Store(format!(
+                    "cannot write {}: {written} of {received} bytes reached the disk",
+                    tmp.display()
+                )));
+            }
             tokio::fs::rename(&tmp, path)
                 .await
-                .map_err(|e| format!("cannot store {}: {e}", path.display()))
+                .map_err(|e| Store(format!("cannot store {}: {e}", path.display())))
         }
         .await;
         if result.is_err() {
@@ -241,6 +276,16 @@ impl ContainerdApi {
         }
         result
     }
+}
+
+/// Why a layer could not be fetched: where it was to be kept failed it
+/// (full, read-only), or its content did.
+#[derive(Debug, thiserror::Error)]
+enum FetchError {
+    #[error("{0}")]
+    Store(String),
+    #[error("{0}")]
+    Content(String),
 }
 
 fn is_index(media_type: &str) -> bool {

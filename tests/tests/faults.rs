@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use wasmbox_tests::{
-    assert_success, leftovers, repo_root, sample_wasm, stdout, wait_until, Containerd, RUNTIME,
+    assert_success, leftovers, repo_root, sample_wasm, skip, stdout, wait_until, Containerd,
+    RUNTIME,
 };
 
 fn shim_of(id: &str) -> Option<u32> {
@@ -237,4 +238,117 @@ fn exits_while_containerd_is_down_reach_it_when_it_is_back() {
         assert_success(&cd.ctr(&["container", "delete", id]), "container delete");
     }
     cd.assert_nothing_left();
+}
+
+/// Runs `mount ARGS` and asserts it worked.
+fn mount(args: &[&str]) {
+    let out = std::process::Command::new("mount")
+        .args(args)
+        .output()
+        .expect("run mount");
+    assert_success(&out, &format!("mount {args:?}"));
+}
+
+/// The names in the cache `dir`, sorted, but for its lock files (empty,
+/// kept by design: a lock file is never an entry).
+fn names_in(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("read the cache dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| !name.ends_with(".lock"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// The node cache is read-only, or its disk is full: containers still
+/// run (their modules compiled in memory, an artifact's layer kept in its
+/// bundle), with a warning, and the cache is left as it was: no entry,
+/// whole or half-written.
+#[test]
+fn a_read_only_or_full_cache_still_runs_containers() {
+    for mode in ["read-only", "full"] {
+        let cd = Containerd::start();
+        let cache = cd.cache_dir.clone();
+        std::fs::create_dir_all(&cache).expect("cache dir");
+        let cache_arg = cache.to_str().expect("utf-8 path");
+        let mut expected = Vec::new();
+        match mode {
+            "read-only" => {
+                mount(&["--bind", cache_arg, cache_arg]);
+                mount(&["-o", "remount,bind,ro", cache_arg]);
+            }
+            _ => {
+                mount(&[
+                    "-t",
+                    "tmpfs",
+                    "-o",
+                    "size=256k,mode=0700",
+                    "tmpfs",
+                    cache_arg,
+                ]);
+                // Fill it: the write stops at ENOSPC.
+                let filler = vec![0u8; 1 << 20];
+                let _ = std::fs::write(cache.join("filler"), &filler);
+                expected.push("filler".to_string());
+            }
+        }
+        let before = names_in(&cache);
+        assert_eq!(before, expected);
+
+        cd.import_wasm_image(&sample_wasm("hello"), "docker.io/wasmbox/hello:test", &[]);
+        let id = format!("cache-{mode}");
+        let out = cd.ctr(&[
+            "run",
+            "--rm",
+            "--runtime",
+            RUNTIME,
+            "docker.io/wasmbox/hello:test",
+            &id,
+        ]);
+        assert_success(&out, &format!("hello with a {mode} cache"));
+        assert!(
+            stdout(&out).starts_with("Hello from a wasmbox container!"),
+            "{}",
+            stdout(&out)
+        );
+        assert!(
+            cd.log().contains(&format!(
+                "cannot store compiled module in {}",
+                cache.display()
+            )),
+            "no warning of the {mode} cache in containerd's log"
+        );
+
+        if cd.version == "1.6" {
+            skip(
+                "a_read_only_or_full_cache_still_runs_containers (artifact)",
+                "ctr 1.6 cannot import an image with wasm layers",
+            );
+        } else {
+            let name = "docker.io/wasmbox/hello-artifact:test";
+            let tar = wasmbox_tests::pack_image(
+                cd.dir(),
+                &sample_wasm("hello"),
+                name,
+                &["--artifact", "wasm", "--artifact-config", "oci"],
+            );
+            cd.import_tar(&tar);
+            let id = format!("cache-{mode}-artifact");
+            let out = cd.ctr(&["run", "--rm", "--runtime", RUNTIME, name, &id]);
+            assert_success(&out, &format!("an artifact with a {mode} cache"));
+            assert!(
+                stdout(&out).starts_with("Hello from a wasmbox container!"),
+                "{}",
+                stdout(&out)
+            );
+            assert!(
+                cd.log().contains("cannot keep its wasm layer in"),
+                "no warning of the {mode} cache for the artifact's layer"
+            );
+        }
+        assert_eq!(names_in(&cache), expected, "the {mode} cache changed");
+        cd.assert_nothing_left();
+    }
 }

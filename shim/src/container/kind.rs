@@ -152,7 +152,7 @@ async fn plan_for_wasm_layer(
         }
     };
     let layer = api
-        .wasm_layer(id, &store)
+        .wasm_layer(id, &store, bundle)
         .await
         .map_err(|e| format!("{not_in_rootfs} (and its image cannot be used: {e})"))?
         .ok_or_else(|| not_in_rootfs.to_string())?;

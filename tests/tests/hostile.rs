@@ -1,7 +1,8 @@
-//! Hostile and broken guests in a pod, as a tenant of a shared node may
-//! ship them: each ends with its documented exit code, while the pod's
+//! Hostile and broken guests, as a tenant of a shared node may ship them.
+//! In a pod, each ends with its documented exit code, while the pod's
 //! other container (a server) goes on answering and the pod's shim keeps
-//! its memory.
+//! its memory. Under ctr, a gigabyte of stdout with no reader, or a slow
+//! one, leaves the shim's memory as it was.
 
 use std::path::Path;
 use std::process::Command;
@@ -75,12 +76,38 @@ fn shim_pid(cd: &Containerd) -> u32 {
         .expect("a shim pid")
 }
 
-fn rss_kib(pid: u32) -> u64 {
+/// The shim of container `id` (ctr gives each container its own): its pid.
+fn shim_of(id: &str) -> u32 {
+    let needle = format!("-id {id} ");
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .find_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            (cmdline.contains("containerd-shim-wasmbox-v1") && cmdline.contains(&needle))
+                .then_some(pid)
+        })
+        .unwrap_or_else(|| panic!("no shim for {id}"))
+}
+
+/// The resident memory of `pid`, if it still runs.
+fn try_rss_kib(pid: u32) -> Option<u64> {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .expect("the shim's status")
+        .ok()?
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:")?.split_whitespace().next()?.parse().ok())
-        .expect("VmRSS")
+        .find_map(|l| {
+            l.strip_prefix("VmRSS:")?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    try_rss_kib(pid).unwrap_or_else(|| panic!("no VmRSS for {pid}"))
 }
 
 /// `nr_throttled` of the cpu controller of `pid`'s cgroup (v1 or v2).
@@ -388,5 +415,93 @@ fn hostile_guests_end_as_documented_while_their_neighbour_answers() {
         .expect("RemoveContainer server");
     cri.stop_pod_sandbox(&pod.id).expect("StopPodSandbox");
     cri.remove_pod_sandbox(&pod.id).expect("RemovePodSandbox");
+    cd.assert_nothing_left();
+}
+
+#[test]
+fn a_gigabyte_of_stdout_with_no_reader_or_a_slow_one_leaves_the_shim_as_it_was() {
+    let cd = Containerd::start();
+    cd.import_tar(&repo_root().join("target/images/hostile.tar"));
+
+    // Detached: ctr is gone, nobody reads the task's stdout.
+    let out = cd.ctr(&[
+        "run",
+        "-d",
+        "--runtime",
+        RUNTIME,
+        HOSTILE,
+        "unread",
+        "/app.wasm",
+        "flood",
+        "1024",
+    ]);
+    assert_success(&out, "ctr run -d flood");
+    let shim = shim_of("unread");
+    let rss_before = rss_kib(shim);
+    wait_until("the unread flood to end", Duration::from_secs(120), || {
+        cd.task_has_status("unread", "STOPPED")
+    });
+    let rss_after = rss_kib(shim);
+    let out = cd.ctr(&["task", "delete", "unread"]);
+    assert_success(&out, "the unread flood exits 0");
+    assert_success(
+        &cd.ctr(&["container", "delete", "unread"]),
+        "container delete",
+    );
+    println!("no reader: shim RSS {rss_before} KiB at the start, {rss_after} KiB at the end");
+    assert!(
+        rss_after < rss_before + 16 * 1024,
+        "the shim grew from {rss_before} KiB to {rss_after} KiB"
+    );
+
+    // A reader that takes 64 KiB every millisecond at most: the guest is
+    // held back by the pipe, the shim keeps nothing.
+    let mut run = cd.spawn_ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        HOSTILE,
+        "slow",
+        "/app.wasm",
+        "flood",
+        "256",
+    ]);
+    let mut pipe = run.stdout.take().expect("stdout piped");
+    let mut chunk = vec![0u8; 64 << 10];
+    let mut read = 0usize;
+    let mut shim = None;
+    let mut peak = 0;
+    let mut first = 0;
+    loop {
+        use std::io::Read;
+        let n = pipe.read(&mut chunk).expect("read the flood");
+        if n == 0 {
+            break;
+        }
+        read += n;
+        if shim.is_none() {
+            shim = Some(shim_of("slow"));
+            first = rss_kib(shim.unwrap_or_default());
+        }
+        // Every 16 MiB read.
+        if let Some(rss) = shim.filter(|_| read % (16 << 20) < n).and_then(try_rss_kib) {
+            peak = peak.max(rss);
+        }
+        // The reader's pace (not a wait for readiness).
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let status = wait_with_timeout(&mut run, Duration::from_secs(60));
+    assert_eq!(status.code(), Some(0), "the slowly read flood exits 0");
+    assert_eq!(
+        read,
+        256 << 20,
+        "every byte of the flood reached the reader"
+    );
+    println!("slow reader: shim RSS {first} KiB at the start, at most {peak} KiB while read");
+    assert!(
+        peak < first + 16 * 1024,
+        "the shim grew from {first} KiB to {peak} KiB"
+    );
     cd.assert_nothing_left();
 }

@@ -237,12 +237,25 @@ impl Cri {
     }
 
     pub fn start_container(&self, id: &str) -> Result<(), Status> {
+        self.start_container_within(id, None)
+    }
+
+    /// StartContainer with a deadline, as the kubelet sets one (its
+    /// `--runtime-request-timeout`, 2 minutes by default): the call is
+    /// cancelled when it passes.
+    pub fn start_container_within(
+        &self,
+        id: &str,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<(), Status> {
+        let mut request = Request::new(StartContainerRequest {
+            container_id: id.to_string(),
+        });
+        if let Some(timeout) = timeout {
+            request.set_timeout(timeout);
+        }
         self.runtime.block_on(async {
-            self.runtime_service()
-                .start_container(Request::new(StartContainerRequest {
-                    container_id: id.to_string(),
-                }))
-                .await?;
+            self.runtime_service().start_container(request).await?;
             Ok(())
         })
     }

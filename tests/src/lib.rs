@@ -12,6 +12,7 @@
 pub mod api;
 pub mod cri;
 pub mod leftovers;
+pub mod modules;
 pub mod proc_status;
 pub mod process;
 

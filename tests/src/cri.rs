@@ -391,6 +391,22 @@ pub fn import_for_cri(cd: &crate::Containerd, apps: &[&str]) {
     }
 }
 
+/// Packs `bytes` as image `name` and imports it for CRI.
+pub fn import_module(cd: &crate::Containerd, file: &str, bytes: &[u8], name: &str) {
+    let wasm = cd.dir().join(file);
+    std::fs::write(&wasm, bytes).expect("write module");
+    let tar = crate::pack_image(cd.dir(), &wasm, name, &[]);
+    let out = cd.ctr(&[
+        "-n",
+        "k8s.io",
+        "images",
+        "import",
+        "--all-platforms",
+        tar.to_str().expect("utf-8"),
+    ]);
+    crate::assert_success(&out, &format!("import {name}"));
+}
+
 /// Waits (at most `timeout`) until the CRI log at `path` has a line that
 /// `matches` (stream, line); returns all its lines.
 pub fn wait_for_log(

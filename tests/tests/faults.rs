@@ -352,3 +352,43 @@ fn a_read_only_or_full_cache_still_runs_containers() {
         cd.assert_nothing_left();
     }
 }
+
+/// Fifty first starts of one new module at once: one compiles it, under
+/// the entry's lock; the other 49 wait and map what it stored.
+#[test]
+fn fifty_first_starts_at_once_compile_once() {
+    let cd = Containerd::start();
+    cd.import_wasm_image(&sample_wasm("hello"), "docker.io/wasmbox/hello:test", &[]);
+    let ids: Vec<String> = (0..50).map(|i| format!("first-{i}")).collect();
+    let runs: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            cd.spawn_ctr(&[
+                "run",
+                "--rm",
+                "--runtime",
+                RUNTIME,
+                "docker.io/wasmbox/hello:test",
+                id,
+            ])
+        })
+        .collect();
+    for (id, run) in ids.iter().zip(runs) {
+        let out = wasmbox_tests::wait_output(run, Duration::from_secs(120));
+        assert_success(&out, id);
+    }
+    let outcomes: Vec<String> = ids
+        .iter()
+        .map(|id| {
+            let line = cd.create_line(id);
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix("cache="))
+                .unwrap_or_else(|| panic!("no cache outcome in {line}"))
+                .to_string()
+        })
+        .collect();
+    let compiled = outcomes.iter().filter(|o| *o == "compiled").count();
+    let hits = outcomes.iter().filter(|o| *o == "hit").count();
+    assert_eq!((compiled, hits), (1, 49), "{outcomes:?}");
+    cd.assert_nothing_left();
+}

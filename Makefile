@@ -7,7 +7,7 @@ APPS_P2 := cli-p2 http-hello http-echo
 WASM_DIR := target/wasm32-wasip1/release
 WASM_P2_DIR := target/wasm32-wasip2/release
 
-.PHONY: all deps build apps images demo test test-compat bench lint install clean
+.PHONY: all deps build apps images demo test test-compat bench soak lint install clean
 
 all: build
 
@@ -70,6 +70,11 @@ bench: build
 	bench/sqlite/build.sh target/wasm/sqlite3.wasm target/native/sqlite3-musl
 	$(CARGO) build --release -p wasmbox-bench
 	target/release/wasmbox-bench
+
+## soak: 10,000 ctr cycles and 1,000 CRI pods, and what they leave -> bench/RESULTS.md
+soak: build
+	$(CARGO) build --release -p wasmbox-bench
+	target/release/wasmbox-bench soak
 
 lint:
 	$(CARGO) fmt --all --check

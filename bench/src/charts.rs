@@ -1,5 +1,6 @@
 //! The SVG charts next to RESULTS.md: the start-time distributions of
-//! table 1 and the memory per container of table 3, drawn with plotters.
+//! table 1, the memory per container of table 3, and the counts along
+//! `make soak`, drawn with plotters.
 
 use std::path::Path;
 use std::time::Duration;
@@ -112,4 +113,76 @@ pub fn memory(path: &Path, wasm: &Memory, runc: &Memory) -> Result<()> {
             Ok(())
         },
     )
+}
+
+/// The growth of each count along the soak, against the cycles done.
+pub fn soak(path: &Path, samples: &[(usize, crate::soak::Census)]) -> Result<()> {
+    const SERIES: [(&str, &str, f64); 6] = [
+        ("wasmbox processes (shims, runners)", "processes", 1.0),
+        ("containerd's open fds", "containerd fds", 1.0),
+        ("all shims' open fds", "shims' fds", 1.0),
+        ("cgroup directories of containers", "cgroup dirs", 1.0),
+        ("mounts on the node", "mounts", 1.0),
+        (
+            "the long-lived pod shim's RSS (KiB)",
+            "pod shim RSS (MiB)",
+            1.0 / 1024.0,
+        ),
+    ];
+    let Some((_, first)) = samples.first() else {
+        return Ok(());
+    };
+    let growth = |census: &crate::soak::Census, row: &str, scale: f64| {
+        (census[row] as f64 - first[row] as f64) * scale
+    };
+    let last_x = samples.last().map(|(x, _)| *x).unwrap_or(1).max(1) as f64;
+    let (mut low, mut high) = (-1.0f64, 1.0f64);
+    for (_, census) in samples {
+        for (row, _, scale) in SERIES {
+            let g = growth(census, row, scale);
+            low = low.min(g);
+            high = high.max(g);
+        }
+    }
+    let root = SVGBackend::new(path, (720, 420)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "make soak: growth of each count since the start",
+            ("sans-serif", 20),
+        )
+        .margin(16)
+        .x_label_area_size(36)
+        .y_label_area_size(56)
+        .build_cartesian_2d(0.0..last_x, (low * 1.2)..(high * 1.2))
+        .map_err(|e| anyhow!("{e}"))?;
+    chart
+        .configure_mesh()
+        .x_desc("life cycles done (ctr, then CRI pods)")
+        .y_desc("growth")
+        .draw()
+        .map_err(|e| anyhow!("{e}"))?;
+    for (i, (row, label, scale)) in SERIES.into_iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        chart
+            .draw_series(LineSeries::new(
+                samples
+                    .iter()
+                    .map(|(x, c)| (*x as f64, growth(c, row, scale))),
+                color.stroke_width(2),
+            ))
+            .map_err(|e| anyhow!("{e}"))?
+            .label(label)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+            });
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| anyhow!("{e}"))?;
+    root.present().map_err(|e| anyhow!("{e}"))?;
+    Ok(())
 }

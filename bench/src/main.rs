@@ -14,7 +14,9 @@
 //!    against `wasmtime serve`, driven by `wrk` at concurrency 1, 16, 64.
 //!
 //! `wasmbox-bench http` runs table 5 alone and prints it (RESULTS.md is
-//! only written by a full run).
+//! only written by a full run). `wasmbox-bench soak` (`make soak`) runs the
+//! soak (see `soak`) and writes its part of RESULTS.md, which a full run
+//! keeps.
 //!
 //! Machines here are shared and noisy, so every table reports medians (and
 //! min and max) and the wasmbox/runc ratio from the same run.
@@ -28,6 +30,7 @@
 mod charts;
 mod http;
 mod measure;
+mod soak;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -252,6 +255,26 @@ fn http_table(table: &http::HttpTable, seconds: u64, rounds: usize) -> String {
     md
 }
 
+/// `make soak`: the soak, its part of RESULTS.md and its chart.
+fn run_soak() -> Result<()> {
+    let cycles = env_number("WASMBOX_SOAK_CYCLES", 10_000);
+    let pods = env_number("WASMBOX_SOAK_PODS", 1_000);
+    let parallelism = env_number("WASMBOX_SOAK_PARALLELISM", 8).max(1);
+    let out_dir = repo_root().join("bench");
+    let soak = soak::run(cycles, pods, parallelism)?;
+    charts::soak(&out_dir.join("soak.svg"), &soak.samples)?;
+    let part = soak.markdown(&machine(), &date());
+    print!("{part}");
+    let results = out_dir.join("RESULTS.md");
+    let previous = std::fs::read_to_string(&results).unwrap_or_default();
+    std::fs::write(&results, soak::splice(&previous, &part))?;
+    let leaks = soak.leaks();
+    if !leaks.is_empty() {
+        bail!("the soak left more than it found: {}", leaks.join("; "));
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let http_seconds = env_number("WASMBOX_BENCH_HTTP_SECONDS", 5) as u64;
     let http_rounds = env_number("WASMBOX_BENCH_HTTP_ROUNDS", 3).max(1);
@@ -263,6 +286,9 @@ fn main() -> Result<()> {
             http::serve_bench(&cd, &images.wasm_http, &wasmtime, http_seconds, http_rounds)?;
         print!("{}", http_table(&table, http_seconds, http_rounds));
         return Ok(());
+    }
+    if std::env::args().nth(1).as_deref() == Some("soak") {
+        return run_soak();
     }
     let runs = env_number("WASMBOX_BENCH_RUNS", 20).max(10);
     let idle = env_number("WASMBOX_BENCH_IDLE", 200);
@@ -391,6 +417,12 @@ fn main() -> Result<()> {
     }
     md.push('\n');
     md.push_str(&http_table(&served, http_seconds, http_rounds));
+    let previous = std::fs::read_to_string(out_dir.join("RESULTS.md")).unwrap_or_default();
+    if let Some(part) = soak::existing_part(&previous) {
+        md.push('\n');
+        md.push_str(part);
+        md.push('\n');
+    }
     std::fs::write(out_dir.join("RESULTS.md"), &md)?;
     print!("{md}");
     Ok(())

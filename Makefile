@@ -7,7 +7,7 @@ APPS_P2 := cli-p2 http-hello http-echo
 WASM_DIR := target/wasm32-wasip1/release
 WASM_P2_DIR := target/wasm32-wasip2/release
 
-.PHONY: all deps build apps images demo test test-compat bench soak lint install clean
+.PHONY: all deps build apps images demo test test-compat bench soak fuzz lint install clean
 
 all: build
 
@@ -75,6 +75,10 @@ bench: build
 soak: build
 	$(CARGO) build --release -p wasmbox-bench
 	target/release/wasmbox-bench soak
+
+## fuzz: every cargo-fuzz target for FUZZ_SECONDS (default 600) each, on nightly
+fuzz:
+	scripts/fuzz.sh
 
 lint:
 	$(CARGO) fmt --all --check

@@ -62,8 +62,22 @@ stop() {
         fi ;;
     esac
   done
-  # Cgroups are not removed here on the shims' behalf: a shim that leaves
-  # one behind must fail the test that checks (assert_nothing_left).
+  # Then what containerd does for a dead shim: `containerd-shim-wasmbox-v1
+  # delete` in each bundle left (its runner, rootfs mount and cgroup).
+  # Tests check for leftovers before this (assert_nothing_left), so a shim
+  # that leaks still fails them; this keeps a failed test's from the node.
+  local shim="${WASMBOX_BIN_DIR:-$repo/target/release}/containerd-shim-wasmbox-v1"
+  local bundle ns id
+  if [[ -x "$shim" ]]; then
+    for bundle in "$dir"/state/io.containerd.runtime.v2.task/*/*/; do
+      [[ -f "$bundle/config.json" ]] || continue
+      bundle="${bundle%/}"
+      id="${bundle##*/}"
+      ns="$(basename "$(dirname "$bundle")")"
+      (cd "$bundle" && "$shim" -namespace "$ns" -id "$id" -address "$dir/containerd.sock" \
+        -bundle "$bundle" delete > /dev/null 2>&1) || true
+    done
+  fi
   # The pod network's bridge, when CRI was on.
   if [[ -f "$dir/cni-bridge" ]]; then
     ip link del "$(cat "$dir/cni-bridge")" 2>/dev/null || true

@@ -329,6 +329,15 @@ pub fn run(cycles: usize, pods: usize, parallelism: usize) -> Result<Soak> {
         std::thread::sleep(Duration::from_millis(200));
         after = settled(&cd);
     }
+    // Then the long-lived pod goes too, as a user would end it.
+    cri.stop_container(&server, 10)
+        .map_err(|e| anyhow!("StopContainer server: {e}"))?;
+    cri.remove_container(&server)
+        .map_err(|e| anyhow!("RemoveContainer server: {e}"))?;
+    cri.stop_pod_sandbox(&home)
+        .map_err(|e| anyhow!("StopPodSandbox: {e}"))?;
+    cri.remove_pod_sandbox(&home)
+        .map_err(|e| anyhow!("RemovePodSandbox: {e}"))?;
     let mut samples = samples
         .into_inner()
         .map_err(|_| anyhow!("samples poisoned"))?;

@@ -5,6 +5,8 @@
 //!   container.
 //! - [`wasm`]: telling a WebAssembly module or component from anything else
 //!   by its bytes, with errors that say what the file is instead.
+//! - [`artifact`]: which manifest and layer of a wasm OCI artifact's image
+//!   is the `.wasm`.
 //! - [`http`]: where a wasi:http component listens, and its request
 //!   deadline.
 //! - [`confine`]: the spec's capabilities, seccomp profile and the rest of
@@ -21,6 +23,7 @@
 //! Every refusal is a typed [`PlanError`] whose message names the file or the
 //! field and says why, so that `ctr run` can show it to the user as it is.
 
+pub mod artifact;
 pub mod confine;
 pub mod http;
 pub mod plan;

@@ -54,8 +54,16 @@ pub fn read_plan<T: DeserializeOwned>(mut r: impl Read) -> io::Result<T> {
             "run plan of {len} bytes is too large"
         )));
     }
-    let mut json = vec![0u8; len as usize];
-    r.read_exact(&mut json)?;
+    // Read what is there rather than allocate what the length claims: a
+    // broken peer's four bytes cannot make this take 64 MiB.
+    let mut json = Vec::new();
+    r.take(u64::from(len)).read_to_end(&mut json)?;
+    if json.len() != len as usize {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("run plan cut short: {} of {len} bytes", json.len()),
+        ));
+    }
     serde_json::from_slice(&json).map_err(io::Error::other)
 }
 

@@ -27,15 +27,9 @@ use containerd_client::services::v1::{
 use containerd_client::tonic::metadata::{Ascii, MetadataValue};
 use containerd_client::tonic::transport::Channel;
 use containerd_client::tonic::Request;
-use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
+use oci_spec::image::{ImageIndex, ImageManifest};
 use sha2::{Digest, Sha256};
-
-/// The layer media types that carry a `.wasm` directly.
-pub const WASM_LAYER_MEDIA_TYPES: [&str; 3] = [
-    "application/vnd.wasm.content.layer.v1+wasm",
-    "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm",
-    "application/wasm",
-];
+use wasmbox_oci::artifact::{is_index, pick_manifest, wasm_layer};
 
 /// Indexes and manifests larger than this are refused as corrupt.
 const MAX_MANIFEST_BYTES: usize = 4 << 20;
@@ -116,18 +110,9 @@ impl ContainerdApi {
             target.digest.clone()
         };
         let manifest: ImageManifest = self.read_json(&manifest_digest, &image).await?;
-        let mut wasm_layers = manifest
-            .layers()
-            .iter()
-            .filter(|l| WASM_LAYER_MEDIA_TYPES.contains(&l.media_type().to_string().as_str()));
-        let Some(layer) = wasm_layers.next() else {
+        let Some(layer) = wasm_layer(&manifest).map_err(|e| format!("image {image}: {e}"))? else {
             return Ok(None);
         };
-        if wasm_layers.next().is_some() {
-            return Err(format!(
-                "image {image} has more than one wasm layer; wasmbox runs images with one"
-            ));
-        }
         let digest = layer.digest().to_string();
         let hex = layer.digest().digest().to_string();
         let mut path = wasmbox_oci::layer_path(store, &hex);
@@ -286,56 +271,4 @@ enum FetchError {
     Store(String),
     #[error("{0}")]
     Content(String),
-}
-
-fn is_index(media_type: &str) -> bool {
-    media_type == "application/vnd.oci.image.index.v1+json"
-        || media_type == "application/vnd.docker.distribution.manifest.list.v2+json"
-}
-
-/// The manifest of a wasm platform (`wasi`, `wasip1` or `wasip2` on
-/// `wasm`), or the only one.
-fn pick_manifest(manifests: &[Descriptor]) -> Option<&Descriptor> {
-    manifests
-        .iter()
-        .find(|m| {
-            m.platform().as_ref().is_some_and(|p| {
-                p.architecture().to_string() == "wasm"
-                    && ["wasi", "wasip1", "wasip2"].contains(&p.os().to_string().as_str())
-            })
-        })
-        .or_else(|| (manifests.len() == 1).then(|| &manifests[0]))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use oci_spec::image::{DescriptorBuilder, MediaType, PlatformBuilder};
-
-    fn manifest(os: &str, arch: &str, digest: &str) -> Descriptor {
-        let mut d = DescriptorBuilder::default()
-            .media_type(MediaType::ImageManifest)
-            .digest(digest.parse::<oci_spec::image::Digest>().unwrap())
-            .size(1u64)
-            .build()
-            .unwrap();
-        d.set_platform(Some(
-            PlatformBuilder::default()
-                .os(oci_spec::image::Os::from(os))
-                .architecture(oci_spec::image::Arch::from(arch))
-                .build()
-                .unwrap(),
-        ));
-        d
-    }
-
-    #[test]
-    fn the_wasm_platform_is_picked_from_an_index() {
-        let linux = manifest("linux", "amd64", &format!("sha256:{}", "a".repeat(64)));
-        let wasi = manifest("wasip2", "wasm", &format!("sha256:{}", "b".repeat(64)));
-        let both = [linux.clone(), wasi.clone()];
-        assert_eq!(pick_manifest(&both), Some(&wasi));
-        assert_eq!(pick_manifest(std::slice::from_ref(&linux)), Some(&linux));
-        assert_eq!(pick_manifest(&[linux.clone(), linux]), None);
-    }
 }

@@ -1,0 +1,257 @@
+//! The OCI image layout of one image: its files (`oci-layout`,
+//! `index.json` and the blobs), built in memory from the module's bytes.
+
+use oci_spec::image::{
+    Arch, ConfigBuilder, Descriptor, DescriptorBuilder, ImageConfigurationBuilder,
+    ImageIndexBuilder, ImageManifestBuilder, MediaType, OciLayoutBuilder, Os, PlatformBuilder,
+    RootFsBuilder, Sha256Digest,
+};
+use sha2::{Digest as _, Sha256};
+
+use crate::options::{Options, ARTIFACT_CONFIG};
+use crate::PackError;
+
+type Result<T> = std::result::Result<T, PackError>;
+
+/// JSON with every object's keys in order: oci-spec keeps annotations in a
+/// `HashMap`, whose order changes from run to run, and the same input must
+/// give the same bytes (and digests).
+fn canonical_json(value: &impl serde::Serialize) -> Result<Vec<u8>> {
+    fn sorted(value: serde_json::Value) -> serde_json::Value {
+        match value {
+            serde_json::Value::Object(map) => {
+                let ordered: std::collections::BTreeMap<String, serde_json::Value> =
+                    map.into_iter().map(|(k, v)| (k, sorted(v))).collect();
+                serde_json::Value::Object(ordered.into_iter().collect())
+            }
+            serde_json::Value::Array(items) => {
+                serde_json::Value::Array(items.into_iter().map(sorted).collect())
+            }
+            other => other,
+        }
+    }
+    Ok(serde_json::to_vec(&sorted(serde_json::to_value(value)?))?)
+}
+
+/// The files of the image layout of `wasm` packed as `options` say, each
+/// with its path in the tarball.
+pub fn image_layout(wasm: &[u8], options: &Options) -> Result<Vec<(String, Vec<u8>)>> {
+    let native = options.platform.1 != "wasm";
+    if !native && !wasm.starts_with(b"\0asm") {
+        return Err(PackError::NotWasm(options.wasm.clone()));
+    }
+    let os = Os::from(options.platform.0.as_str());
+    let arch = Arch::from(options.platform.1.as_str());
+    let (layer, config) = match options.artifact {
+        Some(media_type) => artifact_blobs(&wasm, media_type, &options, os.clone(), arch.clone())?,
+        None => image_blobs(&wasm, &options, os.clone(), arch.clone())?,
+    };
+    let manifest = ImageManifestBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageManifest)
+        .config(config.descriptor.clone())
+        .layers(vec![layer.descriptor.clone()])
+        .build()?;
+    let mut manifest = blob(MediaType::ImageManifest, canonical_json(&manifest)?)?;
+    manifest.descriptor.set_platform(Some(
+        PlatformBuilder::default()
+            .os(os)
+            .architecture(arch)
+            .build()?,
+    ));
+    manifest.descriptor.set_annotations(Some(
+        [
+            ("io.containerd.image.name".to_string(), options.name.clone()),
+            (
+                "org.opencontainers.image.ref.name".to_string(),
+                options.name.clone(),
+            ),
+        ]
+        .into(),
+    ));
+    let index = ImageIndexBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageIndex)
+        .manifests(vec![manifest.descriptor.clone()])
+        .build()?;
+    let layout = OciLayoutBuilder::default()
+        .image_layout_version("1.0.0".to_string())
+        .build()?;
+
+    let mut files = vec![
+        ("oci-layout".to_string(), canonical_json(&layout)?),
+        ("index.json".to_string(), canonical_json(&index)?),
+    ];
+    for blob in [layer, config, manifest] {
+        let path = format!("blobs/sha256/{}", blob.descriptor.digest().digest());
+        files.push((path, blob.bytes));
+    }
+    Ok(files)
+}
+
+/// A blob of the image: its bytes and descriptor.
+struct Blob {
+    bytes: Vec<u8>,
+    descriptor: Descriptor,
+}
+
+fn blob(media_type: MediaType, bytes: Vec<u8>) -> Result<Blob> {
+    let digest = sha256_digest(&bytes)?;
+    let descriptor = DescriptorBuilder::default()
+        .media_type(media_type)
+        .digest(digest)
+        .size(bytes.len() as u64)
+        .build()?;
+    Ok(Blob { bytes, descriptor })
+}
+
+fn sha256_digest(bytes: &[u8]) -> Result<Sha256Digest> {
+    let hex: String = Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok(hex.parse()?)
+}
+
+/// The layer: an uncompressed tar with the module at the entrypoint path.
+fn layer_tar(wasm: &[u8], entrypoint: &str) -> Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let path = entrypoint.trim_start_matches('/');
+    let mut header = tar::Header::new_gnu();
+    header.set_size(wasm.len() as u64);
+    header.set_mode(0o755);
+    header.set_mtime(0);
+    header.set_entry_type(tar::EntryType::Regular);
+    builder.append_data(&mut header, path, wasm)?;
+    Ok(builder.into_inner()?)
+}
+
+/// A classic image: a tar layer holding the module, and an image config
+/// whose entrypoint names it.
+fn image_blobs(wasm: &[u8], options: &Options, os: Os, arch: Arch) -> Result<(Blob, Blob)> {
+    let layer = blob(MediaType::ImageLayer, layer_tar(wasm, &options.entrypoint)?)?;
+    let config = ImageConfigurationBuilder::default()
+        .os(os)
+        .architecture(arch)
+        .config(
+            ConfigBuilder::default()
+                .entrypoint(vec![options.entrypoint.clone()])
+                .cmd(options.args.clone())
+                .env(options.env.clone())
+                .working_dir("/".to_string())
+                .build()?,
+        )
+        .rootfs(
+            RootFsBuilder::default()
+                .typ("layers".to_string())
+                .diff_ids(vec![layer.descriptor.digest().to_string()])
+                .build()?,
+        )
+        .build()?;
+    let config = blob(MediaType::ImageConfig, canonical_json(&config)?)?;
+    Ok((layer, config))
+}
+
+/// A wasm OCI artifact: the layer is the `.wasm` itself, and the config is
+/// the CNCF wasm config (`application/vnd.wasm.config.v0+json`).
+/// With `oci_config`, the config is an OCI image config with no rootfs
+/// layers instead.
+fn artifact_blobs(
+    wasm: &[u8],
+    layer_media_type: &str,
+    options: &Options,
+    os: Os,
+    arch: Arch,
+) -> Result<(Blob, Blob)> {
+    let layer = blob(
+        MediaType::Other(layer_media_type.to_string()),
+        wasm.to_vec(),
+    )?;
+    if options.oci_config {
+        let config = ImageConfigurationBuilder::default()
+            .os(os)
+            .architecture(arch)
+            .config(
+                ConfigBuilder::default()
+                    .cmd(options.args.clone())
+                    .env(options.env.clone())
+                    .build()?,
+            )
+            .rootfs(
+                RootFsBuilder::default()
+                    .typ("layers".to_string())
+                    .diff_ids(Vec::<String>::new())
+                    .build()?,
+            )
+            .build()?;
+        let config = blob(MediaType::ImageConfig, canonical_json(&config)?)?;
+        return Ok((layer, config));
+    }
+    // Byte 4 of a component is 0x0d (its version); a core module's is 1.
+    let os = if wasm.get(4) == Some(&0x0d) {
+        "wasip2"
+    } else {
+        "wasip1"
+    };
+    let config = serde_json::json!({
+        "created": "1970-01-01T00:00:00Z",
+        "architecture": "wasm",
+        "os": os,
+        "layerDigests": [layer.descriptor.digest().to_string()],
+    });
+    let config = blob(
+        MediaType::Other(ARTIFACT_CONFIG.to_string()),
+        canonical_json(&config)?,
+    )?;
+    Ok((layer, config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(extra: &[&str]) -> Options {
+        let mut args = vec![
+            "--wasm",
+            "app.wasm",
+            "--name",
+            "docker.io/x/app:1",
+            "--output",
+            "o.tar",
+        ];
+        args.extend_from_slice(extra);
+        crate::parse_args(args.iter().map(|a| a.to_string()))
+            .unwrap()
+            .unwrap()
+    }
+
+    #[test]
+    fn the_same_input_gives_the_same_bytes() {
+        let wasm = b"\0asm\x01\0\0\0";
+        for extra in [
+            &[][..],
+            &["--artifact", "wasm"][..],
+            &["--artifact", "component", "--artifact-config", "oci"][..],
+        ] {
+            let first = image_layout(wasm, &options(extra)).unwrap();
+            for _ in 0..8 {
+                assert_eq!(
+                    image_layout(wasm, &options(extra)).unwrap(),
+                    first,
+                    "{extra:?}"
+                );
+            }
+            let names: Vec<&str> = first.iter().map(|(path, _)| path.as_str()).collect();
+            assert_eq!(&names[..2], ["oci-layout", "index.json"]);
+            assert_eq!(names.len(), 5);
+        }
+    }
+
+    #[test]
+    fn what_is_not_wasm_is_refused() {
+        let e = image_layout(b"\x7fELF", &options(&[])).unwrap_err();
+        assert_eq!(e.to_string(), "app.wasm is not a WebAssembly binary");
+        // A native binary packs for a native platform.
+        assert!(image_layout(b"\x7fELF", &options(&["--platform", "linux/amd64"])).is_ok());
+    }
+}

@@ -1,0 +1,167 @@
+//! The packer's command line.
+
+use std::path::PathBuf;
+
+use crate::PackError;
+
+pub const USAGE: &str = "usage: wasmbox-image --wasm FILE --name REF --output TAR \
+[--entrypoint /app.wasm] [--env NAME=value]... [--arg ARG]... [--platform OS/ARCH] \
+[--artifact wasm|component|application-wasm [--artifact-config wasm|oci]]";
+
+/// What to pack, and how.
+pub struct Options {
+    pub wasm: PathBuf,
+    pub name: String,
+    pub output: PathBuf,
+    pub entrypoint: String,
+    pub env: Vec<String>,
+    pub args: Vec<String>,
+    /// `wasi/wasm` unless told otherwise; `linux/amd64` packs a native
+    /// static binary instead (the benchmark's runc baseline).
+    pub platform: (String, String),
+    /// Pack as a wasm OCI artifact, with this layer media type.
+    pub artifact: Option<&'static str>,
+    /// The artifact's config: the CNCF wasm config, or an OCI image config.
+    pub oci_config: bool,
+}
+
+/// The layer media types of wasm OCI artifacts, by `--artifact` KIND.
+const ARTIFACT_LAYERS: [(&str, &str); 3] = [
+    ("wasm", "application/vnd.wasm.content.layer.v1+wasm"),
+    (
+        "component",
+        "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm",
+    ),
+    ("application-wasm", "application/wasm"),
+];
+/// The config media type of a wasm OCI artifact.
+pub const ARTIFACT_CONFIG: &str = "application/vnd.wasm.config.v0+json";
+
+/// Reads the command line (without the program name): the options, or
+/// `None` for `--help`.
+pub fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Option<Options>, PackError> {
+    let mut wasm = None;
+    let mut name = None;
+    let mut output = None;
+    let mut entrypoint = "/app.wasm".to_string();
+    let mut env = Vec::new();
+    let mut args = Vec::new();
+    let mut platform = ("wasi".to_string(), "wasm".to_string());
+    let mut artifact = None;
+    let mut oci_config = false;
+    let mut argv = argv.into_iter();
+    while let Some(flag) = argv.next() {
+        if flag == "-h" || flag == "--help" {
+            return Ok(None);
+        }
+        let Some(value) = argv.next() else {
+            return Err(usage(format!("{flag} needs a value")));
+        };
+        match flag.as_str() {
+            "--wasm" => wasm = Some(PathBuf::from(value)),
+            "--name" => name = Some(value),
+            "--output" => output = Some(PathBuf::from(value)),
+            "--entrypoint" => entrypoint = value,
+            "--env" => {
+                if !value.contains('=') {
+                    return Err(bad(format!("--env {value:?} must be NAME=value")));
+                }
+                env.push(value)
+            }
+            "--arg" => args.push(value),
+            "--platform" => {
+                let (os, arch) = value
+                    .split_once('/')
+                    .filter(|(os, arch)| !os.is_empty() && !arch.is_empty())
+                    .ok_or_else(|| bad(format!("--platform {value:?} must be OS/ARCH")))?;
+                platform = (os.to_string(), arch.to_string());
+            }
+            "--artifact" => {
+                let (_, media_type) = ARTIFACT_LAYERS
+                    .iter()
+                    .find(|(kind, _)| *kind == value)
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "--artifact {value:?} must be wasm, component or application-wasm"
+                        ))
+                    })?;
+                artifact = Some(*media_type);
+            }
+            "--artifact-config" => {
+                oci_config = match value.as_str() {
+                    "wasm" => false,
+                    "oci" => true,
+                    _ => {
+                        return Err(bad(format!(
+                            "--artifact-config {value:?} must be wasm or oci"
+                        )))
+                    }
+                }
+            }
+            other => return Err(usage(format!("unknown argument {other:?}"))),
+        }
+    }
+    if !entrypoint.starts_with('/') || entrypoint.len() < 2 {
+        return Err(bad(format!(
+            "--entrypoint {entrypoint:?} must be an absolute path inside the image"
+        )));
+    }
+    Ok(Some(Options {
+        wasm: wasm.ok_or_else(|| usage("--wasm is required".into()))?,
+        name: name.ok_or_else(|| usage("--name is required".into()))?,
+        output: output.ok_or_else(|| usage("--output is required".into()))?,
+        entrypoint,
+        env,
+        args,
+        platform,
+        artifact,
+        oci_config,
+    }))
+}
+
+fn usage(reason: String) -> PackError {
+    PackError::Usage(format!("{reason}\n{USAGE}"))
+}
+
+fn bad(reason: String) -> PackError {
+    PackError::Usage(reason)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Option<Options>, PackError> {
+        parse_args(args.iter().map(|a| a.to_string()))
+    }
+
+    #[test]
+    fn bad_flags_are_refused_naming_the_flag() {
+        let base = ["--wasm", "a.wasm", "--name", "n", "--output", "o.tar"];
+        let with = |extra: &[&str]| {
+            let mut args = base.to_vec();
+            args.extend_from_slice(extra);
+            parse(&args)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        assert!(with(&["--env", "NOVALUE"]).starts_with("--env \"NOVALUE\" must be NAME=value"));
+        assert!(with(&["--platform", "wasi"]).starts_with("--platform \"wasi\" must be OS/ARCH"));
+        assert!(with(&["--platform", "/wasm"]).starts_with("--platform \"/wasm\" must be OS/ARCH"));
+        assert!(with(&["--entrypoint", "app.wasm"]).contains("must be an absolute path"));
+        assert!(with(&["--entrypoint", "/"]).contains("must be an absolute path"));
+        assert!(
+            with(&["--artifact", "zip"]).contains("must be wasm, component or application-wasm")
+        );
+        assert!(with(&["--bogus", "1"]).starts_with("unknown argument \"--bogus\""));
+        assert!(with(&["--env"]).starts_with("--env needs a value"));
+        assert!(parse(&["--name", "n"])
+            .err()
+            .is_some_and(|e| e.to_string().starts_with("--wasm is required")));
+        assert!(parse(&["--help"]).unwrap().is_none());
+        let options = parse(&base).unwrap().unwrap();
+        assert_eq!(options.entrypoint, "/app.wasm");
+        assert_eq!(options.platform, ("wasi".to_string(), "wasm".to_string()));
+    }
+}

@@ -43,8 +43,8 @@ pub fn image_layout(wasm: &[u8], options: &Options) -> Result<Vec<(String, Vec<u
     let os = Os::from(options.platform.0.as_str());
     let arch = Arch::from(options.platform.1.as_str());
     let (layer, config) = match options.artifact {
-        Some(media_type) => artifact_blobs(&wasm, media_type, &options, os.clone(), arch.clone())?,
-        None => image_blobs(&wasm, &options, os.clone(), arch.clone())?,
+        Some(media_type) => artifact_blobs(wasm, media_type, options, os.clone(), arch.clone())?,
+        None => image_blobs(wasm, options, os.clone(), arch.clone())?,
     };
     let manifest = ImageManifestBuilder::default()
         .schema_version(2u32)

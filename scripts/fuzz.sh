@@ -24,7 +24,7 @@ if [[ ${#targets[@]} -eq 0 ]]; then
 fi
 cargo +nightly fuzz build --target-dir "$repo/target/fuzz"
 
-summary="$repo/target/fuzz/summary.txt"
+summary="${FUZZ_SUMMARY:-$repo/target/fuzz/summary.txt}"
 : > "$summary"
 failed=0
 for target in "${targets[@]}"; do

@@ -392,3 +392,53 @@ fn fifty_first_starts_at_once_compile_once() {
     assert_eq!((compiled, hits), (1, 49), "{outcomes:?}");
     cd.assert_nothing_left();
 }
+
+/// The cgroup v2 path of the shim's `delete` (what containerd runs for a
+/// shim that died): on a host with cgroup v1, in a mount namespace of the
+/// test's own where /sys/fs/cgroup is a cgroup2 mount. The same hierarchy
+/// is the host's /sys/fs/cgroup/unified, where the test looks.
+#[test]
+fn the_shims_delete_removes_a_container_cgroup_on_cgroup_v2() {
+    let unified = if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        std::path::PathBuf::from("/sys/fs/cgroup")
+    } else if std::path::Path::new("/sys/fs/cgroup/unified/cgroup.controllers").exists() {
+        std::path::PathBuf::from("/sys/fs/cgroup/unified")
+    } else {
+        skip(
+            "the_shims_delete_removes_a_container_cgroup_on_cgroup_v2",
+            "this host has no cgroup2 hierarchy to mount",
+        );
+        return;
+    };
+    let parent = format!("wasmbox-v2-test-{}", std::process::id());
+    let id = "dead-shim";
+    let bundle = tempfile::tempdir().expect("temp dir");
+    let bundle = bundle.path().join(id);
+    std::fs::create_dir_all(bundle.join("rootfs")).expect("bundle");
+    let spec = serde_json::json!({
+        "ociVersion": "1.2.0",
+        "process": {"args": ["/app.wasm"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
+        "root": {"path": "rootfs"},
+        "linux": {"cgroupsPath": format!("/{parent}/{id}")},
+    });
+    std::fs::write(bundle.join("config.json"), spec.to_string()).expect("config.json");
+    let cgroup = unified.join(&parent).join(id);
+    std::fs::create_dir_all(&cgroup).expect("the container's cgroup");
+
+    let shim = repo_root().join("target/release/containerd-shim-wasmbox-v1");
+    let script = format!(
+        "mount -t cgroup2 none /sys/fs/cgroup && exec {} -namespace default -id {id} -address /nonexistent -bundle {} delete",
+        shim.display(),
+        bundle.display()
+    );
+    let mut command = std::process::Command::new("unshare");
+    command
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .current_dir(&bundle);
+    let out = wasmbox_tests::output_with_timeout(command, Duration::from_secs(30));
+    assert_success(&out, "containerd-shim-wasmbox-v1 delete under cgroup v2");
+    let left = cgroup.exists();
+    let _ = std::fs::remove_dir(&cgroup);
+    let _ = std::fs::remove_dir(unified.join(&parent));
+    assert!(!left, "{} is still there", cgroup.display());
+}

@@ -143,10 +143,23 @@ fn parent_of(pid: u32) -> Option<u32> {
         .ok()
 }
 
-/// containerd restarts while ten tasks run, and three of them end while it
-/// is away: the seven still run afterwards, and the three exits (code and
-/// time) reach containerd when it is back, as `ctr task ls` and a client's
-/// Delete see them.
+/// The status of every task, from one `ctr task list`.
+fn task_statuses(cd: &Containerd) -> std::collections::HashMap<String, String> {
+    stdout(&cd.ctr(&["task", "list"]))
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let mut fields = l.split_whitespace();
+            let id = fields.next()?.to_string();
+            Some((id, fields.nth(1)?.to_string()))
+        })
+        .collect()
+}
+
+/// containerd restarts while a hundred tasks run, and three of them end
+/// while it is away: the other 97 still run afterwards, and the three
+/// exits (code and time) reach containerd when it is back, as `ctr task ls`
+/// and a client's Delete see them.
 #[test]
 fn exits_while_containerd_is_down_reach_it_when_it_is_back() {
     use nix::sys::signal::{kill, Signal};
@@ -158,23 +171,30 @@ fn exits_while_containerd_is_down_reach_it_when_it_is_back() {
         "docker.io/wasmbox/sleeper:test",
         &[],
     );
-    let ids: Vec<String> = (0..10).map(|i| format!("restart-{i}")).collect();
-    for id in &ids {
-        let out = cd.ctr(&[
-            "run",
-            "-d",
-            "--runtime",
-            RUNTIME,
-            "docker.io/wasmbox/sleeper:test",
-            id,
-        ]);
-        assert_success(&out, id);
-    }
-    for id in &ids {
-        wait_until(&format!("{id} to run"), Duration::from_secs(30), || {
-            cd.task_has_status(id, "RUNNING")
-        });
-    }
+    let ids: Vec<String> = (0..100).map(|i| format!("restart-{i}")).collect();
+    std::thread::scope(|scope| {
+        for chunk in ids.chunks(13) {
+            let cd = &cd;
+            scope.spawn(move || {
+                for id in chunk {
+                    let out = cd.ctr(&[
+                        "run",
+                        "-d",
+                        "--runtime",
+                        RUNTIME,
+                        "docker.io/wasmbox/sleeper:test",
+                        id,
+                    ]);
+                    assert_success(&out, id);
+                }
+            });
+        }
+    });
+    wait_until("the 100 tasks to run", Duration::from_secs(60), || {
+        let statuses = task_statuses(&cd);
+        ids.iter()
+            .all(|id| statuses.get(id).map(String::as_str) == Some("RUNNING"))
+    });
     let pids: Vec<u32> = ids.iter().map(|id| cd.task_pid(id)).collect();
 
     cd.down();
@@ -196,14 +216,17 @@ fn exits_while_containerd_is_down_reach_it_when_it_is_back() {
     let ended_by = std::time::SystemTime::now();
     cd.up();
 
-    for (i, id) in ids.iter().enumerate() {
-        let expected = if i < 3 { "STOPPED" } else { "RUNNING" };
-        wait_until(
-            &format!("{id} to be {expected}"),
-            Duration::from_secs(30),
-            || cd.task_has_status(id, expected),
-        );
-    }
+    wait_until(
+        "3 STOPPED and 97 RUNNING after the restart",
+        Duration::from_secs(30),
+        || {
+            let statuses = task_statuses(&cd);
+            ids.iter().enumerate().all(|(i, id)| {
+                let expected = if i < 3 { "STOPPED" } else { "RUNNING" };
+                statuses.get(id).map(String::as_str) == Some(expected)
+            })
+        },
+    );
     let api = wasmbox_tests::api::Api::connect(&cd.address);
     for (id, code) in [("restart-0", 137), ("restart-1", 143), ("restart-2", 137)] {
         let (status, at) = api.delete_task(id);
@@ -231,9 +254,12 @@ fn exits_while_containerd_is_down_reach_it_when_it_is_back() {
         "an event was dropped:\n{}",
         cd.log()
     );
-    for id in &ids[3..] {
-        cd.remove_detached(id);
-    }
+    std::thread::scope(|scope| {
+        for chunk in ids[3..].chunks(13) {
+            let cd = &cd;
+            scope.spawn(move || chunk.iter().for_each(|id| cd.remove_detached(id)));
+        }
+    });
     for id in &ids[..3] {
         assert_success(&cd.ctr(&["container", "delete", id]), "container delete");
     }

@@ -420,7 +420,8 @@ fn fifty_first_starts_at_once_compile_once() {
 }
 
 /// The cgroup v2 path of the shim's `delete` (what containerd runs for a
-/// shim that died): on a host with cgroup v1, in a mount namespace of the
+/// shim that died), for a container that never started, twice: on a host
+/// with cgroup v1, in a mount namespace of the
 /// test's own where /sys/fs/cgroup is a cgroup2 mount. The same hierarchy
 /// is the host's /sys/fs/cgroup/unified, where the test looks.
 #[test]
@@ -464,7 +465,76 @@ fn the_shims_delete_removes_a_container_cgroup_on_cgroup_v2() {
     let out = wasmbox_tests::output_with_timeout(command, Duration::from_secs(30));
     assert_success(&out, "containerd-shim-wasmbox-v1 delete under cgroup v2");
     let left = cgroup.exists();
+    // Again, with nothing left to remove: delete is idempotent.
+    let mut again = std::process::Command::new("unshare");
+    again
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .current_dir(&bundle);
+    let out = wasmbox_tests::output_with_timeout(again, Duration::from_secs(30));
+    assert_success(&out, "a second delete of the same bundle");
     let _ = std::fs::remove_dir(&cgroup);
     let _ = std::fs::remove_dir(unified.join(&parent));
     assert!(!left, "{} is still there", cgroup.display());
+}
+
+/// A pod's shim killed with SIGKILL: containerd runs the shim's delete for
+/// each of the pod's containers, the sandbox's included, and nothing of
+/// any of them is left.
+#[test]
+fn a_pod_shim_killed_with_sigkill_leaves_nothing_of_its_containers() {
+    use wasmbox_tests::cri::{import_for_cri, wait_for_log, Cri};
+
+    let cd = Containerd::start_cri();
+    import_for_cri(&cd, &["http-echo"]);
+    let cri = Cri::connect(&cd.address);
+    let logs = cd.dir().join("pod-logs");
+    std::fs::create_dir_all(&logs).expect("log dir");
+    let config = Cri::pod_config("killed-pod", &logs);
+    let pod = cri.run_pod_sandbox(&config).expect("RunPodSandbox");
+    let mut ids = vec![pod.clone()];
+    for name in ["one", "two"] {
+        let container =
+            Cri::container_config(name, "docker.io/wasmbox/http-echo:latest", &["/app.wasm"]);
+        let id = cri
+            .create_container(&pod, container, &config)
+            .expect("CreateContainer");
+        cri.start_container(&id).expect("StartContainer");
+        ids.push(id);
+    }
+    wait_for_log(&logs.join("one.log"), Duration::from_secs(60), |_, l| {
+        l.contains("listening")
+    });
+    let ids: std::collections::BTreeSet<String> = ids.into_iter().collect();
+    let before = leftovers::cgroups_of(&ids);
+    assert!(!before.is_empty(), "the pod has no cgroups");
+    let shim = shim_of(&pod).expect("the pod's shim");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(shim as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill the pod's shim");
+    wait_until("the pod's runners to go", Duration::from_secs(30), || {
+        !cd.wasmbox_processes()
+            .iter()
+            .any(|p| p.contains("wasmbox-runner"))
+    });
+    wait_until("the pod's cgroups to go", Duration::from_secs(30), || {
+        leftovers::cgroups_of(&ids).is_empty()
+    });
+    println!(
+        "pod shim SIGKILL: {} cgroup directories before, {} after",
+        before.len(),
+        leftovers::cgroups_of(&ids).len()
+    );
+    // CRI learns of the exits from containerd's TaskExit for each task of
+    // the dead shim, as the kubelet would see them.
+    for id in ids.iter().filter(|id| **id != pod) {
+        wait_until(&format!("CRI to see {id} exited"), Duration::from_secs(30), || {
+            cri.container_status(id)
+                .is_ok_and(|s| s.state == k8s_cri::v1::ContainerState::ContainerExited as i32)
+        });
+    }
+    cri.stop_pod_sandbox(&pod).expect("StopPodSandbox");
+    cri.remove_pod_sandbox(&pod).expect("RemovePodSandbox");
+    cd.assert_nothing_left();
 }

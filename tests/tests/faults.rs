@@ -529,10 +529,14 @@ fn a_pod_shim_killed_with_sigkill_leaves_nothing_of_its_containers() {
     // CRI learns of the exits from containerd's TaskExit for each task of
     // the dead shim, as the kubelet would see them.
     for id in ids.iter().filter(|id| **id != pod) {
-        wait_until(&format!("CRI to see {id} exited"), Duration::from_secs(30), || {
-            cri.container_status(id)
-                .is_ok_and(|s| s.state == k8s_cri::v1::ContainerState::ContainerExited as i32)
-        });
+        wait_until(
+            &format!("CRI to see {id} exited"),
+            Duration::from_secs(30),
+            || {
+                cri.container_status(id)
+                    .is_ok_and(|s| s.state == k8s_cri::v1::ContainerState::ContainerExited as i32)
+            },
+        );
     }
     cri.stop_pod_sandbox(&pod).expect("StopPodSandbox");
     cri.remove_pod_sandbox(&pod).expect("RemovePodSandbox");

@@ -13,6 +13,18 @@ use crate::PackError;
 
 type Result<T> = std::result::Result<T, PackError>;
 
+/// `seconds` since the epoch as RFC 3339, as OCI configs say `created`.
+fn rfc3339(seconds: i64) -> Result<String> {
+    time::OffsetDateTime::from_unix_timestamp(seconds)
+        .map_err(|e| PackError::Usage(format!("creation time {seconds}: {e}")))?
+        .format(&time::format_description::well_known::Rfc3339)
+        .map_err(|e| PackError::Usage(format!("creation time {seconds}: {e}")))
+}
+
+fn labels(options: &Options) -> std::collections::HashMap<String, String> {
+    options.labels.iter().cloned().collect()
+}
+
 /// JSON with every object's keys in order: oci-spec keeps annotations in a
 /// `HashMap`, whose order changes from run to run, and the same input must
 /// give the same bytes (and digests).
@@ -42,6 +54,12 @@ pub fn image_layout(wasm: &[u8], options: &Options) -> Result<Vec<(String, Vec<u
     }
     let os = Os::from(options.platform.0.as_str());
     let arch = Arch::from(options.platform.1.as_str());
+    let created = rfc3339(options.created)?;
+    let mut annotations: std::collections::HashMap<String, String> =
+        options.annotations.iter().cloned().collect();
+    annotations
+        .entry("org.opencontainers.image.created".to_string())
+        .or_insert_with(|| created.clone());
     let (layer, config) = match options.artifact {
         Some(media_type) => artifact_blobs(wasm, media_type, options, os.clone(), arch.clone())?,
         None => image_blobs(wasm, options, os.clone(), arch.clone())?,
@@ -51,6 +69,7 @@ pub fn image_layout(wasm: &[u8], options: &Options) -> Result<Vec<(String, Vec<u
         .media_type(MediaType::ImageManifest)
         .config(config.descriptor.clone())
         .layers(vec![layer.descriptor.clone()])
+        .annotations(annotations.clone())
         .build()?;
     let mut manifest = blob(MediaType::ImageManifest, canonical_json(&manifest)?)?;
     manifest.descriptor.set_platform(Some(
@@ -59,16 +78,12 @@ pub fn image_layout(wasm: &[u8], options: &Options) -> Result<Vec<(String, Vec<u
             .architecture(arch)
             .build()?,
     ));
-    manifest.descriptor.set_annotations(Some(
-        [
-            ("io.containerd.image.name".to_string(), options.name.clone()),
-            (
-                "org.opencontainers.image.ref.name".to_string(),
-                options.name.clone(),
-            ),
-        ]
-        .into(),
-    ));
+    annotations.insert("io.containerd.image.name".to_string(), options.name.clone());
+    annotations.insert(
+        "org.opencontainers.image.ref.name".to_string(),
+        options.name.clone(),
+    );
+    manifest.descriptor.set_annotations(Some(annotations));
     let index = ImageIndexBuilder::default()
         .schema_version(2u32)
         .media_type(MediaType::ImageIndex)
@@ -131,6 +146,7 @@ fn layer_tar(wasm: &[u8], entrypoint: &str) -> Result<Vec<u8>> {
 fn image_blobs(wasm: &[u8], options: &Options, os: Os, arch: Arch) -> Result<(Blob, Blob)> {
     let layer = blob(MediaType::ImageLayer, layer_tar(wasm, &options.entrypoint)?)?;
     let config = ImageConfigurationBuilder::default()
+        .created(rfc3339(options.created)?)
         .os(os)
         .architecture(arch)
         .config(
@@ -138,6 +154,7 @@ fn image_blobs(wasm: &[u8], options: &Options, os: Os, arch: Arch) -> Result<(Bl
                 .entrypoint(vec![options.entrypoint.clone()])
                 .cmd(options.args.clone())
                 .env(options.env.clone())
+                .labels(labels(options))
                 .working_dir("/".to_string())
                 .build()?,
         )
@@ -169,12 +186,14 @@ fn artifact_blobs(
     )?;
     if options.oci_config {
         let config = ImageConfigurationBuilder::default()
+            .created(rfc3339(options.created)?)
             .os(os)
             .architecture(arch)
             .config(
                 ConfigBuilder::default()
                     .cmd(options.args.clone())
                     .env(options.env.clone())
+                    .labels(labels(options))
                     .build()?,
             )
             .rootfs(
@@ -194,7 +213,7 @@ fn artifact_blobs(
         "wasip1"
     };
     let config = serde_json::json!({
-        "created": "1970-01-01T00:00:00Z",
+        "created": rfc3339(options.created)?,
         "architecture": "wasm",
         "os": os,
         "layerDigests": [layer.descriptor.digest().to_string()],
@@ -220,9 +239,12 @@ mod tests {
             "o.tar",
         ];
         args.extend_from_slice(extra);
-        crate::parse_args(args.iter().map(|a| a.to_string()))
+        let mut options = crate::parse_args(args.iter().map(|a| a.to_string()))
             .unwrap()
-            .unwrap()
+            .unwrap();
+        // A fixed time: the test compares builds made a moment apart.
+        options.created = 1_700_000_000;
+        options
     }
 
     #[test]

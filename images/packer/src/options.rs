@@ -6,7 +6,8 @@ use crate::PackError;
 
 pub const USAGE: &str = "usage: wasmbox-image --wasm FILE --name REF --output TAR \
 [--entrypoint /app.wasm] [--env NAME=value]... [--arg ARG]... [--platform OS/ARCH] \
-[--artifact wasm|component|application-wasm [--artifact-config wasm|oci]]";
+[--artifact wasm|component|application-wasm [--artifact-config wasm|oci]] \
+[--annotation KEY=VALUE]... [--label KEY=VALUE]... (SOURCE_DATE_EPOCH pins the creation time)";
 
 /// What to pack, and how.
 pub struct Options {
@@ -23,6 +24,41 @@ pub struct Options {
     pub artifact: Option<&'static str>,
     /// The artifact's config: the CNCF wasm config, or an OCI image config.
     pub oci_config: bool,
+    /// `--annotation KEY=VALUE`: on the manifest and its index entry
+    /// (`org.opencontainers.image.source`, `.version`, …).
+    pub annotations: Vec<(String, String)>,
+    /// `--label KEY=VALUE`: in the image config, as `docker inspect` shows.
+    pub labels: Vec<(String, String)>,
+    /// When the image was made, in seconds since the epoch: the config's
+    /// `created` and the `org.opencontainers.image.created` annotation.
+    /// See [`created_now_or_from_env`].
+    pub created: i64,
+}
+
+/// The reproducible-builds variable that pins an image's creation time.
+pub const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
+
+/// `SOURCE_DATE_EPOCH` when set (so that two builds give the same bytes),
+/// else now.
+pub fn created_now_or_from_env() -> Result<i64, PackError> {
+    match std::env::var(SOURCE_DATE_EPOCH) {
+        Ok(value) => value.trim().parse().map_err(|_| {
+            bad(format!(
+                "{SOURCE_DATE_EPOCH}={value:?} is not a number of seconds since 1970"
+            ))
+        }),
+        Err(_) => Ok(std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0)),
+    }
+}
+
+fn key_value(flag: &str, value: &str) -> Result<(String, String), PackError> {
+    match value.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+        _ => Err(bad(format!("{flag} {value:?} must be KEY=VALUE"))),
+    }
 }
 
 /// The layer media types of wasm OCI artifacts, by `--artifact` KIND.
@@ -49,6 +85,8 @@ pub fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Option<Optio
     let mut platform = ("wasi".to_string(), "wasm".to_string());
     let mut artifact = None;
     let mut oci_config = false;
+    let mut annotations = Vec::new();
+    let mut labels = Vec::new();
     let mut argv = argv.into_iter();
     while let Some(flag) = argv.next() {
         if flag == "-h" || flag == "--help" {
@@ -69,6 +107,8 @@ pub fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Option<Optio
                 env.push(value)
             }
             "--arg" => args.push(value),
+            "--annotation" => annotations.push(key_value(&flag, &value)?),
+            "--label" => labels.push(key_value(&flag, &value)?),
             "--platform" => {
                 let (os, arch) = value
                     .split_once('/')
@@ -116,6 +156,9 @@ pub fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Option<Optio
         platform,
         artifact,
         oci_config,
+        annotations,
+        labels,
+        created: created_now_or_from_env()?,
     }))
 }
 
@@ -156,6 +199,8 @@ mod tests {
         );
         assert!(with(&["--bogus", "1"]).starts_with("unknown argument \"--bogus\""));
         assert!(with(&["--env"]).starts_with("--env needs a value"));
+        assert!(with(&["--label", "novalue"]).starts_with("--label \"novalue\" must be KEY=VALUE"));
+        assert!(with(&["--annotation", "=v"]).starts_with("--annotation \"=v\" must be KEY=VALUE"));
         assert!(parse(&["--name", "n"])
             .err()
             .is_some_and(|e| e.to_string().starts_with("--wasm is required")));

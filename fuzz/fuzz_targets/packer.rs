@@ -15,6 +15,7 @@ fuzz_target!(|data: &[u8]| {
         .map(|a| String::from_utf8_lossy(a).into_owned())
         .collect();
     if let Ok(Some(options)) = wasmbox_image::parse_args(args) {
-        let _ = wasmbox_image::image_layout(wasm, &options);
+        let native = options.native.is_some().then_some(wasm);
+        let _ = wasmbox_image::image_layout(wasm, native, &options);
     }
 });

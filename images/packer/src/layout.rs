@@ -46,48 +46,82 @@ fn canonical_json(value: &impl serde::Serialize) -> Result<Vec<u8>> {
 }
 
 /// The files of the image layout of `wasm` packed as `options` say, each
-/// with its path in the tarball.
-pub fn image_layout(wasm: &[u8], options: &Options) -> Result<Vec<(String, Vec<u8>)>> {
-    let native = options.platform.1 != "wasm";
-    if !native && !wasm.starts_with(b"\0asm") {
+/// with its path in the tarball. With `native` (the bytes of
+/// `options.native`'s binary), the image is an index of two manifests, the
+/// wasm one and the native one, under one name.
+pub fn image_layout(
+    wasm: &[u8],
+    native: Option<&[u8]>,
+    options: &Options,
+) -> Result<Vec<(String, Vec<u8>)>> {
+    let wasm_platform = options.platform.1 == "wasm";
+    if wasm_platform && !wasm.starts_with(b"\0asm") {
         return Err(PackError::NotWasm(options.wasm.clone()));
     }
-    let os = Os::from(options.platform.0.as_str());
-    let arch = Arch::from(options.platform.1.as_str());
     let created = rfc3339(options.created)?;
     let mut annotations: std::collections::HashMap<String, String> =
         options.annotations.iter().cloned().collect();
     annotations
         .entry("org.opencontainers.image.created".to_string())
         .or_insert_with(|| created.clone());
-    let (layer, config) = match options.artifact {
-        Some(media_type) => artifact_blobs(wasm, media_type, options, os.clone(), arch.clone())?,
-        None => image_blobs(wasm, options, os.clone(), arch.clone())?,
-    };
-    let manifest = ImageManifestBuilder::default()
-        .schema_version(2u32)
-        .media_type(MediaType::ImageManifest)
-        .config(config.descriptor.clone())
-        .layers(vec![layer.descriptor.clone()])
-        .annotations(annotations.clone())
-        .build()?;
-    let mut manifest = blob(MediaType::ImageManifest, canonical_json(&manifest)?)?;
-    manifest.descriptor.set_platform(Some(
-        PlatformBuilder::default()
-            .os(os)
-            .architecture(arch)
-            .build()?,
-    ));
+
+    let mut blobs = Vec::new();
+    let mut manifests = vec![manifest(
+        wasm,
+        &options.platform,
+        &options.entrypoint,
+        options.artifact,
+        options,
+        &annotations,
+        &mut blobs,
+    )?];
+    if let (Some(bytes), Some(native_options)) = (native, options.native.as_ref()) {
+        manifests.push(manifest(
+            bytes,
+            &native_options.platform,
+            &native_options.entrypoint,
+            None,
+            options,
+            &annotations,
+            &mut blobs,
+        )?);
+    }
     annotations.insert("io.containerd.image.name".to_string(), options.name.clone());
     annotations.insert(
         "org.opencontainers.image.ref.name".to_string(),
         options.name.clone(),
     );
-    manifest.descriptor.set_annotations(Some(annotations));
+    // One platform: index.json names its manifest. Several: it names an
+    // image index of them, as buildx writes a multi-platform image, so
+    // that an import keeps every platform under the one name.
+    let top = if manifests.len() == 1 {
+        let mut only = manifests.remove(0);
+        only.set_annotations(Some(annotations));
+        only
+    } else {
+        let index = ImageIndexBuilder::default()
+            .schema_version(2u32)
+            .media_type(MediaType::ImageIndex)
+            .manifests(manifests)
+            .annotations(
+                [(
+                    "org.opencontainers.image.created".to_string(),
+                    created.clone(),
+                )]
+                .into_iter()
+                .collect::<std::collections::HashMap<_, _>>(),
+            )
+            .build()?;
+        let index = blob(MediaType::ImageIndex, canonical_json(&index)?)?;
+        let mut descriptor = index.descriptor.clone();
+        descriptor.set_annotations(Some(annotations));
+        blobs.push(index);
+        descriptor
+    };
     let index = ImageIndexBuilder::default()
         .schema_version(2u32)
         .media_type(MediaType::ImageIndex)
-        .manifests(vec![manifest.descriptor.clone()])
+        .manifests(vec![top])
         .build()?;
     let layout = OciLayoutBuilder::default()
         .image_layout_version("1.0.0".to_string())
@@ -97,11 +131,46 @@ pub fn image_layout(wasm: &[u8], options: &Options) -> Result<Vec<(String, Vec<u
         ("oci-layout".to_string(), canonical_json(&layout)?),
         ("index.json".to_string(), canonical_json(&index)?),
     ];
-    for blob in [layer, config, manifest] {
+    for blob in blobs {
         let path = format!("blobs/sha256/{}", blob.descriptor.digest().digest());
         files.push((path, blob.bytes));
     }
     Ok(files)
+}
+
+/// One platform's manifest: its layer, config and manifest blobs go into
+/// `blobs`; the manifest's descriptor, with its platform, is returned.
+fn manifest(
+    bytes: &[u8],
+    (os, arch): &(String, String),
+    entrypoint: &str,
+    artifact: Option<&'static str>,
+    options: &Options,
+    annotations: &std::collections::HashMap<String, String>,
+    blobs: &mut Vec<Blob>,
+) -> Result<Descriptor> {
+    let (os, arch) = (Os::from(os.as_str()), Arch::from(arch.as_str()));
+    let (layer, config) = match artifact {
+        Some(media_type) => artifact_blobs(bytes, media_type, options, os.clone(), arch.clone())?,
+        None => image_blobs(bytes, entrypoint, options, os.clone(), arch.clone())?,
+    };
+    let manifest = ImageManifestBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageManifest)
+        .config(config.descriptor.clone())
+        .layers(vec![layer.descriptor.clone()])
+        .annotations(annotations.clone())
+        .build()?;
+    let manifest = blob(MediaType::ImageManifest, canonical_json(&manifest)?)?;
+    let mut descriptor = manifest.descriptor.clone();
+    descriptor.set_platform(Some(
+        PlatformBuilder::default()
+            .os(os)
+            .architecture(arch)
+            .build()?,
+    ));
+    blobs.extend([layer, config, manifest]);
+    Ok(descriptor)
 }
 
 /// A blob of the image: its bytes and descriptor.
@@ -143,15 +212,21 @@ fn layer_tar(wasm: &[u8], entrypoint: &str) -> Result<Vec<u8>> {
 
 /// A classic image: a tar layer holding the module, and an image config
 /// whose entrypoint names it.
-fn image_blobs(wasm: &[u8], options: &Options, os: Os, arch: Arch) -> Result<(Blob, Blob)> {
-    let layer = blob(MediaType::ImageLayer, layer_tar(wasm, &options.entrypoint)?)?;
+fn image_blobs(
+    bytes: &[u8],
+    entrypoint: &str,
+    options: &Options,
+    os: Os,
+    arch: Arch,
+) -> Result<(Blob, Blob)> {
+    let layer = blob(MediaType::ImageLayer, layer_tar(bytes, entrypoint)?)?;
     let config = ImageConfigurationBuilder::default()
         .created(rfc3339(options.created)?)
         .os(os)
         .architecture(arch)
         .config(
             ConfigBuilder::default()
-                .entrypoint(vec![options.entrypoint.clone()])
+                .entrypoint(vec![entrypoint.to_string()])
                 .cmd(options.args.clone())
                 .env(options.env.clone())
                 .labels(labels(options))
@@ -255,10 +330,10 @@ mod tests {
             &["--artifact", "wasm"][..],
             &["--artifact", "component", "--artifact-config", "oci"][..],
         ] {
-            let first = image_layout(wasm, &options(extra)).unwrap();
+            let first = image_layout(wasm, None, &options(extra)).unwrap();
             for _ in 0..8 {
                 assert_eq!(
-                    image_layout(wasm, &options(extra)).unwrap(),
+                    image_layout(wasm, None, &options(extra)).unwrap(),
                     first,
                     "{extra:?}"
                 );
@@ -271,9 +346,9 @@ mod tests {
 
     #[test]
     fn what_is_not_wasm_is_refused() {
-        let e = image_layout(b"\x7fELF", &options(&[])).unwrap_err();
+        let e = image_layout(b"\x7fELF", None, &options(&[])).unwrap_err();
         assert_eq!(e.to_string(), "app.wasm is not a WebAssembly binary");
         // A native binary packs for a native platform.
-        assert!(image_layout(b"\x7fELF", &options(&["--platform", "linux/amd64"])).is_ok());
+        assert!(image_layout(b"\x7fELF", None, &options(&["--platform", "linux/amd64"])).is_ok());
     }
 }

@@ -7,7 +7,9 @@ pub mod layout;
 pub mod options;
 
 pub use layout::image_layout;
-pub use options::{created_now_or_from_env, parse_args, Options, SOURCE_DATE_EPOCH, USAGE};
+pub use options::{
+    created_now_or_from_env, parse_args, NativeOptions, Options, SOURCE_DATE_EPOCH, USAGE,
+};
 
 /// Why an image cannot be packed.
 #[derive(Debug, thiserror::Error)]

@@ -33,7 +33,14 @@ fn main() -> Result<()> {
     };
     let wasm = std::fs::read(&options.wasm)
         .with_context(|| format!("cannot read {}", options.wasm.display()))?;
-    let files = image_layout(&wasm, &options)?;
+    let native = match &options.native {
+        Some(native) => Some(
+            std::fs::read(&native.binary)
+                .with_context(|| format!("cannot read {}", native.binary.display()))?,
+        ),
+        None => None,
+    };
+    let files = image_layout(&wasm, native.as_deref(), &options)?;
 
     let tmp = options.output.with_extension("tar.tmp");
     let write = || -> Result<()> {

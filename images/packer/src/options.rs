@@ -7,7 +7,9 @@ use crate::PackError;
 pub const USAGE: &str = "usage: wasmbox-image --wasm FILE --name REF --output TAR \
 [--entrypoint /app.wasm] [--env NAME=value]... [--arg ARG]... [--platform OS/ARCH] \
 [--artifact wasm|component|application-wasm [--artifact-config wasm|oci]] \
-[--annotation KEY=VALUE]... [--label KEY=VALUE]... (SOURCE_DATE_EPOCH pins the creation time)";
+[--annotation KEY=VALUE]... [--label KEY=VALUE]... \
+[--native FILE [--native-platform linux/amd64] [--native-entrypoint /app]] \
+(SOURCE_DATE_EPOCH pins the creation time)";
 
 /// What to pack, and how.
 pub struct Options {
@@ -29,10 +31,21 @@ pub struct Options {
     pub annotations: Vec<(String, String)>,
     /// `--label KEY=VALUE`: in the image config, as `docker inspect` shows.
     pub labels: Vec<(String, String)>,
+    /// `--native FILE`: a native binary packed beside the wasm, for
+    /// `--native-platform` (default `linux/amd64`) with its entrypoint at
+    /// `--native-entrypoint` (default `/app`): one tag for both worlds.
+    pub native: Option<NativeOptions>,
     /// When the image was made, in seconds since the epoch: the config's
     /// `created` and the `org.opencontainers.image.created` annotation.
     /// See [`created_now_or_from_env`].
     pub created: i64,
+}
+
+/// The native side of a multi-platform image.
+pub struct NativeOptions {
+    pub binary: PathBuf,
+    pub platform: (String, String),
+    pub entrypoint: String,
 }
 
 /// The reproducible-builds variable that pins an image's creation time.
@@ -51,6 +64,24 @@ pub fn created_now_or_from_env() -> Result<i64, PackError> {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0)),
+    }
+}
+
+fn os_arch(flag: &str, value: &str) -> Result<(String, String), PackError> {
+    value
+        .split_once('/')
+        .filter(|(os, arch)| !os.is_empty() && !arch.is_empty())
+        .map(|(os, arch)| (os.to_string(), arch.to_string()))
+        .ok_or_else(|| bad(format!("{flag} {value:?} must be OS/ARCH")))
+}
+
+fn absolute(flag: &str, path: String) -> Result<String, PackError> {
+    if path.starts_with('/') && path.len() > 1 {
+        Ok(path)
+    } else {
+        Err(bad(format!(
+            "{flag} {path:?} must be an absolute path inside the image"
+        )))
     }
 }
 
@@ -87,6 +118,9 @@ pub fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Option<Optio
     let mut oci_config = false;
     let mut annotations = Vec::new();
     let mut labels = Vec::new();
+    let mut native = None;
+    let mut native_platform = ("linux".to_string(), "amd64".to_string());
+    let mut native_entrypoint = "/app".to_string();
     let mut argv = argv.into_iter();
     while let Some(flag) = argv.next() {
         if flag == "-h" || flag == "--help" {
@@ -109,13 +143,10 @@ pub fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Option<Optio
             "--arg" => args.push(value),
             "--annotation" => annotations.push(key_value(&flag, &value)?),
             "--label" => labels.push(key_value(&flag, &value)?),
-            "--platform" => {
-                let (os, arch) = value
-                    .split_once('/')
-                    .filter(|(os, arch)| !os.is_empty() && !arch.is_empty())
-                    .ok_or_else(|| bad(format!("--platform {value:?} must be OS/ARCH")))?;
-                platform = (os.to_string(), arch.to_string());
-            }
+            "--native" => native = Some(PathBuf::from(value)),
+            "--native-platform" => native_platform = os_arch(&flag, &value)?,
+            "--native-entrypoint" => native_entrypoint = absolute(&flag, value)?,
+            "--platform" => platform = os_arch(&flag, &value)?,
             "--artifact" => {
                 let (_, media_type) = ARTIFACT_LAYERS
                     .iter()
@@ -141,10 +172,11 @@ pub fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Option<Optio
             other => return Err(usage(format!("unknown argument {other:?}"))),
         }
     }
-    if !entrypoint.starts_with('/') || entrypoint.len() < 2 {
-        return Err(bad(format!(
-            "--entrypoint {entrypoint:?} must be an absolute path inside the image"
-        )));
+    let entrypoint = absolute("--entrypoint", entrypoint)?;
+    if native.is_some() && (platform.1 != "wasm" || artifact.is_some()) {
+        return Err(bad(
+            "--native goes with a wasm image (not --artifact, not a native --platform)".into(),
+        ));
     }
     Ok(Some(Options {
         wasm: wasm.ok_or_else(|| usage("--wasm is required".into()))?,
@@ -158,6 +190,11 @@ pub fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Option<Optio
         oci_config,
         annotations,
         labels,
+        native: native.map(|binary| NativeOptions {
+            binary,
+            platform: native_platform,
+            entrypoint: native_entrypoint,
+        }),
         created: created_now_or_from_env()?,
     }))
 }

@@ -11,7 +11,9 @@
 //! a time, in order. A failed forward drops the connection; the next try
 //! makes a new one, after a back-off from 100 ms up to 5 s. An event is
 //! given up only after [`GIVE_UP_AFTER`], far longer than a containerd
-//! restart takes, and that is logged.
+//! restart takes, and that is logged. Before the shim exits, it flushes
+//! the queue ([`EventPublisher::flush`]): the TaskExit it held while
+//! containerd was away would otherwise go with it.
 
 use std::time::{Duration, Instant};
 
@@ -20,7 +22,9 @@ use containerd_shim::protos::shim::event::Envelope;
 use containerd_shim::protos::shim::events::ForwardRequest;
 use containerd_shim::protos::shim_async::{Client, EventsClient};
 use containerd_shim::protos::ttrpc::context;
-use tokio::sync::mpsc;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch, Notify};
 
 /// How many events may wait for containerd at once; more are dropped, with
 /// a warning.
@@ -32,9 +36,17 @@ const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// Publishes events to containerd's ttrpc event service.
+/// Publishes events to containerd's ttrpc event service. Clones share
+/// the queue.
+#[derive(Clone)]
 pub struct EventPublisher {
-    queue: mpsc::Sender<Envelope>,
+    /// Each event with when it was published: it is given up
+    /// [`GIVE_UP_AFTER`] from then, however long the events before it took.
+    queue: mpsc::Sender<(Instant, Envelope)>,
+    /// How many events are queued or being forwarded.
+    pending: watch::Sender<usize>,
+    /// Cuts the current back-off short.
+    hurry: Arc<Notify>,
 }
 
 impl EventPublisher {
@@ -42,8 +54,30 @@ impl EventPublisher {
     /// connects when it first has an event to send.
     pub fn new(address: &str) -> Self {
         let (queue, events) = mpsc::channel(QUEUE_SIZE);
-        tokio::spawn(forward_all(address.to_string(), events));
-        Self { queue }
+        let (pending, _) = watch::channel(0);
+        let hurry = Arc::new(Notify::new());
+        tokio::spawn(forward_all(
+            address.to_string(),
+            events,
+            pending.clone(),
+            hurry.clone(),
+        ));
+        Self {
+            queue,
+            pending,
+            hurry,
+        }
+    }
+
+    /// Waits (at most `timeout`) until containerd has taken every queued
+    /// event, retrying at once rather than after the current back-off;
+    /// false if some are still held.
+    pub async fn flush(&self, timeout: std::time::Duration) -> bool {
+        self.hurry.notify_one();
+        let mut pending = self.pending.subscribe();
+        tokio::time::timeout(timeout, pending.wait_for(|n| *n == 0))
+            .await
+            .is_ok_and(|waited| waited.is_ok())
     }
 
     /// Queues `event` for containerd, stamped now, in `namespace`.
@@ -56,7 +90,9 @@ impl EventPublisher {
                 return;
             }
         };
-        if let Err(e) = self.queue.try_send(envelope) {
+        self.pending.send_modify(|n| *n += 1);
+        if let Err(e) = self.queue.try_send((Instant::now(), envelope)) {
+            self.pending.send_modify(|n| *n -= 1);
             log::warn!("dropping the {topic} event: {e} (containerd is not taking events)");
         }
     }
@@ -88,13 +124,17 @@ async fn connect(address: &str) -> Result<EventsClient, String> {
 }
 
 /// Forwards the queue's events one by one, each until containerd takes it
-/// or [`GIVE_UP_AFTER`] has passed.
-async fn forward_all(address: String, mut events: mpsc::Receiver<Envelope>) {
+/// or [`GIVE_UP_AFTER`] has passed since it was published.
+async fn forward_all(
+    address: String,
+    mut events: mpsc::Receiver<(Instant, Envelope)>,
+    pending: watch::Sender<usize>,
+    hurry: Arc<Notify>,
+) {
     let mut client: Option<EventsClient> = None;
     // Whether the last forward failed: events are being held.
     let mut away = false;
-    while let Some(envelope) = events.recv().await {
-        let first_try = Instant::now();
+    while let Some((published, envelope)) = events.recv().await {
         let mut tries = 0u32;
         let mut backoff = FIRST_BACKOFF;
         let mut request = ForwardRequest::new();
@@ -106,11 +146,10 @@ async fn forward_all(address: String, mut events: mpsc::Receiver<Envelope>) {
                     Ok(connected) => client = Some(connected),
                     Err(e) => {
                         let failure = format!("cannot connect to {address}: {e}");
-                        if !held(&topic, &failure, first_try, &mut away) {
+                        if !held(&topic, &failure, published, &mut away) {
                             break;
                         }
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                        back_off(&mut backoff, &hurry).await;
                     }
                 }
                 continue;
@@ -122,7 +161,7 @@ async fn forward_all(address: String, mut events: mpsc::Receiver<Envelope>) {
                     if tries > 1 || away {
                         log::info!(
                             "containerd took the {topic} event it missed, {:.1} s late",
-                            first_try.elapsed().as_secs_f64()
+                            published.elapsed().as_secs_f64()
                         );
                     }
                     away = false;
@@ -131,26 +170,35 @@ async fn forward_all(address: String, mut events: mpsc::Receiver<Envelope>) {
                 Err(e) => {
                     // A connection that failed once is not trusted again.
                     client = None;
-                    if !held(&topic, &e.to_string(), first_try, &mut away) {
+                    if !held(&topic, &e.to_string(), published, &mut away) {
                         break;
                     }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    back_off(&mut backoff, &hurry).await;
                 }
             }
         }
+        pending.send_modify(|n| *n = n.saturating_sub(1));
     }
 }
 
+/// Sleeps the back-off, or less if a flush hurries it; doubles it.
+async fn back_off(backoff: &mut Duration, hurry: &Notify) {
+    tokio::select! {
+        () = tokio::time::sleep(*backoff) => {}
+        () = hurry.notified() => {}
+    }
+    *backoff = (*backoff * 2).min(MAX_BACKOFF);
+}
+
 /// Logs a failed forward; false once the event is to be given up.
-fn held(topic: &str, failure: &str, first_try: Instant, away: &mut bool) -> bool {
+fn held(topic: &str, failure: &str, published: Instant, away: &mut bool) -> bool {
     if !*away {
         *away = true;
         log::warn!(
             "cannot publish {topic} to containerd ({failure}); holding events until it is back"
         );
     }
-    if first_try.elapsed() >= GIVE_UP_AFTER {
+    if published.elapsed() >= GIVE_UP_AFTER {
         log::error!(
             "dropping the {topic} event: containerd did not take it in {} s ({failure})",
             GIVE_UP_AFTER.as_secs()

@@ -30,6 +30,10 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::events::EventPublisher;
 use crate::lifecycle::WasmboxShim;
 
+/// How long the shim, told to exit, waits for containerd to take the
+/// events still queued.
+const EVENT_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The service names containerd calls the Task API by.
 const TASK_V3: &str = "containerd.task.v3.Task";
 const TASK_V2: &str = "containerd.task.v2.Task";
@@ -59,7 +63,7 @@ pub async fn serve(flags: Flags) -> Result<()> {
     let ttrpc_address = std::env::var("TTRPC_ADDRESS").context("TTRPC_ADDRESS is not set")?;
     let publisher = EventPublisher::new(&ttrpc_address);
     let task: Arc<dyn containerd_shim::Task + Send + Sync> =
-        Arc::new(shim.task_service(publisher).await);
+        Arc::new(shim.task_service(publisher.clone()).await);
 
     let mut services = create_task(task.clone());
     let v2 = create_task(task)
@@ -93,6 +97,14 @@ pub async fn serve(flags: Flags) -> Result<()> {
     shim.wait().await;
     log::info!("shutting down");
     server.shutdown().await.unwrap_or_default();
+    // containerd just called Shutdown, so it is there to take what is
+    // still held (a TaskExit from while it was away).
+    if !publisher.flush(EVENT_FLUSH_TIMEOUT).await {
+        log::warn!(
+            "exiting with events containerd did not take within {} s",
+            EVENT_FLUSH_TIMEOUT.as_secs()
+        );
+    }
     let _ = std::fs::remove_file(&socket_path);
     Ok(())
 }

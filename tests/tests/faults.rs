@@ -214,6 +214,11 @@ fn exits_while_containerd_is_down_reach_it_when_it_is_back() {
         );
     }
     let ended_by = std::time::SystemTime::now();
+    // The outage lasts long enough for the shims' retries to back off to
+    // seconds (the length of the outage, not a wait for anything): the
+    // Deletes below then come while a retry is still pending, and each
+    // shim must hand over its held TaskExit before it exits.
+    std::thread::sleep(Duration::from_secs(8));
     cd.up();
 
     wait_until(
@@ -237,8 +242,9 @@ fn exits_while_containerd_is_down_reach_it_when_it_is_back() {
         );
     }
     // The TaskExit events the shims could not publish while containerd
-    // was away are held and sent when it is back: one per killed task
-    // (each has a shim of its own under ctr), none dropped.
+    // was away are held and sent when it is back, at the latest as the
+    // shim exits: one per killed task (each has a shim of its own under
+    // ctr), none dropped.
     wait_until(
         "the three held TaskExit events to reach containerd",
         Duration::from_secs(30),

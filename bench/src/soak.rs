@@ -51,20 +51,6 @@ fn fds(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("VmRSS:")?
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0)
-}
-
 /// Files (not directories) under `dir`, and their bytes.
 fn files_under(dir: &Path) -> (u64, u64) {
     let mut count = (0, 0);
@@ -142,7 +128,7 @@ fn census(cd: &Containerd, pod_shim: u32) -> Census {
         containerd,
         shim_fds,
         fds(pod_shim),
-        rss_kib(pod_shim),
+        wasmbox_tests::proc_status::rss_kib(pod_shim).unwrap_or(0),
         cgroup_dirs(),
         mountinfo.lines().count() as u64,
         netns,

@@ -379,15 +379,7 @@ pub fn read_cri_log(path: &Path) -> Vec<(String, String)> {
 pub fn import_for_cri(cd: &crate::Containerd, apps: &[&str]) {
     for app in apps {
         let tar = crate::repo_root().join(format!("target/images/{app}.tar"));
-        let out = cd.ctr(&[
-            "-n",
-            "k8s.io",
-            "images",
-            "import",
-            "--all-platforms",
-            tar.to_str().expect("utf-8"),
-        ]);
-        crate::assert_success(&out, &format!("import {app} for CRI"));
+        import_tar_for_cri(cd, &tar, &format!("import {app} for CRI"));
     }
 }
 
@@ -396,6 +388,11 @@ pub fn import_module(cd: &crate::Containerd, file: &str, bytes: &[u8], name: &st
     let wasm = cd.dir().join(file);
     std::fs::write(&wasm, bytes).expect("write module");
     let tar = crate::pack_image(cd.dir(), &wasm, name, &[]);
+    import_tar_for_cri(cd, &tar, &format!("import {name}"));
+}
+
+/// `ctr -n k8s.io images import --all-platforms TAR`, which must succeed.
+fn import_tar_for_cri(cd: &crate::Containerd, tar: &Path, what: &str) {
     let out = cd.ctr(&[
         "-n",
         "k8s.io",
@@ -404,7 +401,7 @@ pub fn import_module(cd: &crate::Containerd, file: &str, bytes: &[u8], name: &st
         "--all-platforms",
         tar.to_str().expect("utf-8"),
     ]);
-    crate::assert_success(&out, &format!("import {name}"));
+    crate::assert_success(&out, what);
 }
 
 /// Waits (at most `timeout`) until the CRI log at `path` has a line that

@@ -3,24 +3,11 @@
 
 use std::time::Duration;
 
+use wasmbox_tests::proc_status::shim_of;
 use wasmbox_tests::{
     assert_success, leftovers, repo_root, sample_wasm, skip, stdout, wait_until, Containerd,
     RUNTIME,
 };
-
-fn shim_of(id: &str) -> Option<u32> {
-    std::fs::read_dir("/proc")
-        .ok()?
-        .flatten()
-        .find_map(|entry| {
-            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
-            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
-            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            (cmdline.contains("containerd-shim-wasmbox-v1")
-                && cmdline.contains(&format!("-id {id} ")))
-            .then_some(pid)
-        })
-}
 
 /// Whether `pid` runs (a zombie no longer does: here nobody may reap it).
 fn alive(pid: u32) -> bool {

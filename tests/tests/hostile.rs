@@ -41,37 +41,12 @@ fn shim_pid(cd: &Containerd) -> u32 {
 }
 
 /// The shim of container `id` (ctr gives each container its own): its pid.
-fn shim_of(id: &str) -> u32 {
-    let needle = format!("-id {id} ");
-    std::fs::read_dir("/proc")
-        .expect("/proc")
-        .flatten()
-        .find_map(|entry| {
-            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
-            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
-            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            (cmdline.contains("containerd-shim-wasmbox-v1") && cmdline.contains(&needle))
-                .then_some(pid)
-        })
-        .unwrap_or_else(|| panic!("no shim for {id}"))
-}
-
-/// The resident memory of `pid`, if it still runs.
-fn try_rss_kib(pid: u32) -> Option<u64> {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()?
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("VmRSS:")?
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()
-        })
+fn shim_pid_of(id: &str) -> u32 {
+    proc_status::shim_of(id).unwrap_or_else(|| panic!("no shim for {id}"))
 }
 
 fn rss_kib(pid: u32) -> u64 {
-    try_rss_kib(pid).unwrap_or_else(|| panic!("no VmRSS for {pid}"))
+    proc_status::rss_kib(pid).unwrap_or_else(|| panic!("no VmRSS for {pid}"))
 }
 
 /// `nr_throttled` of the cpu controller of `pid`'s cgroup (v1 or v2).
@@ -400,7 +375,7 @@ fn a_gigabyte_of_stdout_with_no_reader_or_a_slow_one_leaves_the_shim_as_it_was()
         "1024",
     ]);
     assert_success(&out, "ctr run -d flood");
-    let shim = shim_of("unread");
+    let shim = shim_pid_of("unread");
     let rss_before = rss_kib(shim);
     wait_until("the unread flood to end", Duration::from_secs(120), || {
         cd.task_has_status("unread", "STOPPED")
@@ -445,11 +420,14 @@ fn a_gigabyte_of_stdout_with_no_reader_or_a_slow_one_leaves_the_shim_as_it_was()
         }
         read += n;
         if shim.is_none() {
-            shim = Some(shim_of("slow"));
+            shim = Some(shim_pid_of("slow"));
             first = rss_kib(shim.unwrap_or_default());
         }
         // Every 16 MiB read.
-        if let Some(rss) = shim.filter(|_| read % (16 << 20) < n).and_then(try_rss_kib) {
+        if let Some(rss) = shim
+            .filter(|_| read % (16 << 20) < n)
+            .and_then(proc_status::rss_kib)
+        {
             peak = peak.max(rss);
         }
         // The reader's pace (not a wait for readiness).

@@ -7,7 +7,7 @@ APPS_P2 := cli-p2 http-hello http-echo
 WASM_DIR := target/wasm32-wasip1/release
 WASM_P2_DIR := target/wasm32-wasip2/release
 
-.PHONY: all deps build apps images demo test test-compat bench soak fuzz lint install clean
+.PHONY: all deps build apps images demo demo-docker test test-compat bench soak fuzz lint install clean
 
 all: build
 
@@ -48,6 +48,10 @@ images:
 ## demo: a private containerd running the sample images with ctr
 demo: build
 	scripts/demo.sh
+
+## demo-docker: the same with Docker: a private dockerd on a private containerd
+demo-docker: build
+	scripts/docker-demo.sh
 
 ## test: every test, unit and integration (containerd $$WASMBOX_CONTAINERD, default 2.1)
 test: build

@@ -27,4 +27,5 @@ for target in wasm32-wasip1 wasm32-wasip2; do
   grep -qx "$target" <<< "$installed_targets" || rustup target add "$target"
 done
 
-"$repo/scripts/fetch-containerd.sh" "${WASMBOX_CONTAINERD:-2.1}" > /dev/null
+"$repo/scripts/fetch-debian.sh" containerd "${WASMBOX_CONTAINERD:-2.1}" > /dev/null
+"$repo/scripts/fetch-debian.sh" docker > /dev/null

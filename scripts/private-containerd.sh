@@ -123,7 +123,7 @@ esac
 
 version="${3:-${WASMBOX_CONTAINERD:-2.1}}"
 cri="${4:-}"
-bin_dir="$("$repo/scripts/fetch-containerd.sh" "$version")/usr/bin"
+bin_dir="$("$repo/scripts/fetch-debian.sh" containerd "$version")/usr/bin"
 wasmbox_bin="${WASMBOX_BIN_DIR:-$repo/target/release}"
 for b in containerd-shim-wasmbox-v1 wasmbox-runner; do
   [[ -x "$wasmbox_bin/$b" ]] || { echo "missing $wasmbox_bin/$b: build first (make build)" >&2; exit 1; }

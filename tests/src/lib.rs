@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod cri;
+pub mod docker;
 pub mod leftovers;
 pub mod modules;
 pub mod proc_status;
@@ -482,8 +483,25 @@ pub fn grpc_channel(
 /// Packs `wasm` with `wasmbox-image` into `DIR/<name>.tar` (`extra` are
 /// more packer flags) and returns the tarball's path.
 pub fn pack_image(dir: &Path, wasm: &Path, name: &str, extra: &[&str]) -> PathBuf {
+    pack_image_dated(dir, wasm, name, extra, None)
+}
+
+/// [`pack_image`] with `SOURCE_DATE_EPOCH` set to `epoch` (the image's
+/// `created`), or unset for the build time.
+pub fn pack_image_dated(
+    dir: &Path,
+    wasm: &Path,
+    name: &str,
+    extra: &[&str],
+    epoch: Option<&str>,
+) -> PathBuf {
     let tar = dir.join(format!("{}.tar", name.replace(['/', ':'], "_")));
-    let out = Command::new(repo_root().join("target/release/wasmbox-image"))
+    let mut packer = Command::new(repo_root().join("target/release/wasmbox-image"));
+    packer.env_remove("SOURCE_DATE_EPOCH");
+    if let Some(epoch) = epoch {
+        packer.env("SOURCE_DATE_EPOCH", epoch);
+    }
+    let out = packer
         .arg("--wasm")
         .arg(wasm)
         .args(["--name", name, "--output"])

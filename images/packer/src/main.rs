@@ -61,13 +61,18 @@ fn main() -> Result<()> {
             let _ = std::fs::remove_file(&tmp);
         })
         .with_context(|| format!("cannot write {}", options.output.display()))?;
+    let mut platforms = format!("platform {}/{}", options.platform.0, options.platform.1);
+    if let Some(native) = &options.native {
+        platforms = format!(
+            "platforms {}/{} and {}/{}",
+            options.platform.0, options.platform.1, native.platform.0, native.platform.1
+        );
+    }
     println!(
-        "{}: {} ({} bytes, platform {}/{})",
+        "{}: {} ({} bytes, {platforms})",
         options.output.display(),
         options.name,
         wasm.len(),
-        options.platform.0,
-        options.platform.1
     );
     Ok(())
 }

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what building and testing wasmbox needs, and only what is missing:
 # Debian packages (clang, lld and wasi-libc for the C sample; protoc for the
-# test clients; libseccomp for the runner's filters; build tools), the Rust wasm targets, and Debian's containerd and runc
-# unpacked into .cache (never installed system-wide).
+# test clients; libseccomp for the runner's filters; iptables for the
+# private dockerd's bridge; build tools), the Rust wasm targets, and
+# Debian's containerd, runc and Docker unpacked into .cache (never
+# installed system-wide).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 
@@ -11,7 +13,7 @@ repo="$(cd "$(dirname "$0")/.." && pwd)"
 extra_pkgs=()
 [[ "${1:-}" == bench ]] && extra_pkgs=(wrk python3-venv)
 need_pkgs=()
-for pkg in clang lld wasi-libc libclang-rt-14-dev-wasm32 protobuf-compiler libseccomp-dev musl-tools tcl util-linux curl iproute2 containernetworking-plugins make gcc pkg-config ca-certificates "${extra_pkgs[@]}"; do
+for pkg in clang lld wasi-libc libclang-rt-14-dev-wasm32 protobuf-compiler libseccomp-dev musl-tools tcl util-linux curl iproute2 iptables containernetworking-plugins make gcc pkg-config ca-certificates "${extra_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_pkgs+=("$pkg")
 done
 if (( ${#need_pkgs[@]} )); then

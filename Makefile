@@ -72,7 +72,7 @@ test-compat: build
 bench: build
 	scripts/install-deps.sh bench
 	bench/sqlite/build.sh target/wasm/sqlite3.wasm target/native/sqlite3-musl
-	$(CARGO) build --release -p wasmbox-bench
+	$(CARGO) build --release -p wasmbox-bench -p http-hello-native
 	target/release/wasmbox-bench
 
 ## soak: 10,000 ctr cycles and 1,000 CRI pods, and what they leave -> bench/RESULTS.md

@@ -1,5 +1,5 @@
 //! The SVG charts next to RESULTS.md: the start-time distributions of
-//! table 1, the memory per container of table 3, and the counts along
+//! table 1, the memory per container and per pod, and the counts along
 //! `make soak`, drawn with plotters.
 
 use std::path::Path;
@@ -8,8 +8,6 @@ use std::time::Duration;
 use anyhow::{anyhow, Result};
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
-
-use crate::measure::Memory;
 
 const WASMBOX: RGBColor = RGBColor(0x65, 0x4f, 0xf0);
 const RUNC: RGBColor = RGBColor(0x8a, 0x8a, 0x8a);
@@ -91,28 +89,21 @@ pub fn start_times(path: &Path, wasm: &[Duration], runc: &[Duration]) -> Result<
     )
 }
 
-/// PSS per idle container, one bar per runtime.
-pub fn memory(path: &Path, wasm: &Memory, runc: &Memory) -> Result<()> {
-    let mib = |m: &Memory| m.per_container_kib() / 1024.0;
-    let top = mib(wasm).max(mib(runc)) * 1.25;
-    two_columns(
-        path,
-        &format!("PSS per idle container ({} containers)", wasm.containers),
-        "MiB per container (shim + its descendants)",
-        top,
-        |chart| {
-            for (i, (m, color)) in [(wasm, WASMBOX), (runc, RUNC)].into_iter().enumerate() {
-                let center = i as f64 + 0.5;
-                chart
-                    .draw_series(std::iter::once(Rectangle::new(
-                        [(center - 0.3, 0.0), (center + 0.3, mib(m))],
-                        color.filled(),
-                    )))
-                    .map_err(|e| anyhow!("{e}"))?;
-            }
-            Ok(())
-        },
-    )
+/// One bar per runtime (wasmbox, runc) of MiB per unit (container, pod).
+pub fn memory(path: &Path, caption: &str, y_desc: &str, mib: [f64; 2]) -> Result<()> {
+    let top = mib[0].max(mib[1]) * 1.25;
+    two_columns(path, caption, y_desc, top, |chart| {
+        for (i, (value, color)) in [(mib[0], WASMBOX), (mib[1], RUNC)].into_iter().enumerate() {
+            let center = i as f64 + 0.5;
+            chart
+                .draw_series(std::iter::once(Rectangle::new(
+                    [(center - 0.3, 0.0), (center + 0.3, value)],
+                    color.filled(),
+                )))
+                .map_err(|e| anyhow!("{e}"))?;
+        }
+        Ok(())
+    })
 }
 
 /// The growth of each count along the soak, against the cycles done.

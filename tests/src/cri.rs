@@ -392,7 +392,7 @@ pub fn import_module(cd: &crate::Containerd, file: &str, bytes: &[u8], name: &st
 }
 
 /// `ctr -n k8s.io images import --all-platforms TAR`, which must succeed.
-fn import_tar_for_cri(cd: &crate::Containerd, tar: &Path, what: &str) {
+pub fn import_tar_for_cri(cd: &crate::Containerd, tar: &Path, what: &str) {
     let out = cd.ctr(&[
         "-n",
         "k8s.io",

@@ -108,18 +108,24 @@ pub struct Containerd {
 impl Containerd {
     /// Starts the containerd version named by `WASMBOX_CONTAINERD`.
     pub fn start() -> Self {
-        Self::start_with(None)
+        Self::start_with(&containerd_version(), None)
+    }
+
+    /// Starts containerd `version` (2.1, 1.7 or 1.6), whatever
+    /// `WASMBOX_CONTAINERD` says, with its CRI plugin on if `cri`.
+    pub fn start_version(version: &str, cri: bool) -> Self {
+        Self::start_with(version, cri.then_some("cri"))
     }
 
     /// The same with its CRI plugin on: wasmbox as runtime handler
     /// `wasmbox`, CNI pod networking, and the local pause image as the
     /// sandbox image (see scripts/private-containerd.sh).
     pub fn start_cri() -> Self {
-        Self::start_with(Some("cri"))
+        Self::start_with(&containerd_version(), Some("cri"))
     }
 
-    fn start_with(mode: Option<&str>) -> Self {
-        let version = containerd_version();
+    fn start_with(version: &str, mode: Option<&str>) -> Self {
+        let version = version.to_string();
         let dir = tempfile::Builder::new()
             .prefix("wasmbox-test-")
             .tempdir()

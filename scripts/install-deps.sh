@@ -8,10 +8,9 @@
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 
-# `install-deps.sh bench` adds what only `make bench` needs: wrk, and venv
-# for the wasmtime CLI from PyPI.
+# `install-deps.sh bench` adds what only `make bench` needs: wrk.
 extra_pkgs=()
-[[ "${1:-}" == bench ]] && extra_pkgs=(wrk python3-venv)
+[[ "${1:-}" == bench ]] && extra_pkgs=(wrk)
 need_pkgs=()
 for pkg in clang lld wasi-libc libclang-rt-14-dev-wasm32 protobuf-compiler libseccomp-dev musl-tools tcl util-linux curl iproute2 iptables containernetworking-plugins make gcc pkg-config ca-certificates "${extra_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_pkgs+=("$pkg")

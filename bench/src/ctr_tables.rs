@@ -90,10 +90,19 @@ pub fn run(
     let (sqlite_cold, sqlite_cached, sqlite_native) = large_program(
         cd,
         (&images.wasm_sqlite, "/sqlite3.wasm"),
-        (&images.runc_sqlite, "/sqlite3"),
+        Some((&images.runc_sqlite, "/sqlite3")),
         &sqlite_args,
         runs,
     )?;
+    eprintln!("bench: yosys, {} cold and cached starts", sizes.big_runs);
+    let (yosys_cold, yosys_cached, _) = large_program(
+        cd,
+        (&images.wasm_yosys, "/yosys.wasm"),
+        None,
+        &["-p", "help"],
+        sizes.big_runs,
+    )?;
+    let yosys_size = std::fs::metadata(crate::fetched("bench/fetch-yosys.sh")?)?.len();
     // The cold loop emptied the whole cache: hello compiles again here,
     // not inside the throughput timing below.
     timed_run(cd, &images.wasm_hello, Some(RUNTIME), "rewarm-hello")?;
@@ -151,7 +160,7 @@ pub fn run(
         wasm_start.median.as_secs_f64() / runc_start.median.as_secs_f64()
     ));
 
-    md.push_str("## 2. A large real program: the SQLite shell\n\n");
+    md.push_str("## 2. Large real programs: the SQLite shell and yosys\n\n");
     md.push_str(&format!(
         "SQLite 3.40.1's shell (Debian's source, `bench/sqlite/build.sh`) built for wasm32-wasip1 with Debian's clang 14, lld and wasi-libc: {:.1} MiB of wasm. Each run is `ctr run --rm` of its image with `:memory:` and a query that creates a table, inserts and sums. A cold start has the compiled cache emptied first, so it includes compiling the module; a cached start maps the compiled module. The hello row is table 1's wasmbox median, from the same run.\n\n",
         sqlite_size as f64 / 1048576.0
@@ -173,6 +182,20 @@ pub fn run(
         cached.median.as_secs_f64() / wasm_start.median.as_secs_f64(),
         cached.median.as_secs_f64() / native.median.as_secs_f64(),
         cold.median.as_secs_f64() / cached.median.as_secs_f64()
+    ));
+    md.push_str(&format!(
+        "yosys 0.55 for WASI (the npm package `@yowasp/yosys`, `bench/fetch-yosys.sh`): {:.1} MiB of C++ compiled to wasm32-wasip1, run as `yosys -p help` by `ctr run --rm`, {} cold and {} cached starts.\n\n",
+        yosys_size as f64 / 1048576.0,
+        sizes.big_runs,
+        sizes.big_runs
+    ));
+    let (ycold, ycached) = (Stats::of(&yosys_cold), Stats::of(&yosys_cached));
+    md.push_str("| start | median ms | min ms | max ms | runs |\n|---|---|---|---|---|\n");
+    md.push_str(&timing_row("wasmbox: yosys, cold (compile)", &ycold));
+    md.push_str(&timing_row("wasmbox: yosys, cached", &ycached));
+    md.push_str(&format!(
+        "| ratio wasmbox yosys cold / cached | {:.1} | | | |\n\n",
+        ycold.median.as_secs_f64() / ycached.median.as_secs_f64()
     ));
 
     md.push_str(&format!(

@@ -54,6 +54,7 @@ use wasmbox_tests::{repo_root, sample_wasm, Containerd};
 pub struct Images {
     pub wasm_sqlite: String,
     pub runc_sqlite: String,
+    pub wasm_yosys: String,
     pub wasm_hello: String,
     pub wasm_sleeper: String,
     pub wasm_http: String,
@@ -64,6 +65,7 @@ pub struct Images {
 /// The sizes of a run, from the environment.
 pub struct Sizes {
     pub runs: usize,
+    pub big_runs: usize,
     pub idle: usize,
     pub rounds: usize,
     pub jobs: usize,
@@ -77,6 +79,7 @@ impl Sizes {
     fn from_env() -> Self {
         Self {
             runs: env_number("WASMBOX_BENCH_RUNS", 20).max(10),
+            big_runs: env_number("WASMBOX_BENCH_BIG_RUNS", 3).max(1),
             idle: env_number("WASMBOX_BENCH_IDLE", 200),
             rounds: env_number("WASMBOX_BENCH_ROUNDS", 5).max(1),
             jobs: env_number("WASMBOX_BENCH_JOBS", 48),
@@ -89,8 +92,9 @@ impl Sizes {
 
     fn command(&self) -> String {
         format!(
-            "WASMBOX_BENCH_RUNS={}, WASMBOX_BENCH_IDLE={}, WASMBOX_BENCH_ROUNDS={}, WASMBOX_BENCH_JOBS={}, WASMBOX_BENCH_PODS={}, WASMBOX_BENCH_DENSITY={}, WASMBOX_BENCH_HTTP_SECONDS={}, WASMBOX_BENCH_HTTP_ROUNDS={}",
+            "WASMBOX_BENCH_RUNS={}, WASMBOX_BENCH_BIG_RUNS={}, WASMBOX_BENCH_IDLE={}, WASMBOX_BENCH_ROUNDS={}, WASMBOX_BENCH_JOBS={}, WASMBOX_BENCH_PODS={}, WASMBOX_BENCH_DENSITY={}, WASMBOX_BENCH_HTTP_SECONDS={}, WASMBOX_BENCH_HTTP_ROUNDS={}",
             self.runs,
+            self.big_runs,
             self.idle,
             self.rounds,
             self.jobs,
@@ -155,6 +159,7 @@ fn prepare_images(cd: &Containerd) -> Result<Images> {
     let images = Images {
         wasm_sqlite: "docker.io/bench/sqlite-wasm:latest".into(),
         runc_sqlite: "docker.io/bench/sqlite-musl:latest".into(),
+        wasm_yosys: "docker.io/bench/yosys-wasm:latest".into(),
         wasm_hello: "docker.io/bench/hello-wasm:latest".into(),
         wasm_sleeper: "docker.io/bench/sleeper-wasm:latest".into(),
         wasm_http: "docker.io/bench/http-hello-wasm:latest".into(),
@@ -168,9 +173,11 @@ fn prepare_images(cd: &Containerd) -> Result<Images> {
     if !sqlite.is_file() || !sqlite_native.is_file() {
         bail!("the SQLite builds are missing: run bench/sqlite/build.sh (make bench does)");
     }
+    let yosys = fetched("bench/fetch-yosys.sh")?;
     let wasm = "wasi/wasm";
     let native = "linux/amd64";
     let packs = [
+        (yosys, &images.wasm_yosys, "/yosys.wasm", wasm),
         (sqlite, &images.wasm_sqlite, "/sqlite3.wasm", wasm),
         (sqlite_native, &images.runc_sqlite, "/sqlite3", native),
         (sample_wasm("hello"), &images.wasm_hello, "/app.wasm", wasm),
@@ -199,16 +206,22 @@ fn prepare_images(cd: &Containerd) -> Result<Images> {
     Ok(images)
 }
 
-/// The wasmtime CLI, fetched by `bench/fetch-wasmtime.sh`.
-fn wasmtime_cli() -> Result<PathBuf> {
-    let out = Command::new(repo_root().join("bench/fetch-wasmtime.sh"))
+/// What a fetch script (`bench/fetch-*.sh`) fetched or built: the path it
+/// prints.
+fn fetched(script: &str) -> Result<PathBuf> {
+    let out = Command::new(repo_root().join(script))
         .stderr(std::process::Stdio::inherit())
         .output()
-        .context("cannot run bench/fetch-wasmtime.sh")?;
+        .with_context(|| format!("cannot run {script}"))?;
     if !out.status.success() {
-        bail!("bench/fetch-wasmtime.sh failed");
+        bail!("{script} failed");
     }
     Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+}
+
+/// The wasmtime CLI, built by `bench/fetch-wasmtime.sh`.
+fn wasmtime_cli() -> Result<PathBuf> {
+    fetched("bench/fetch-wasmtime.sh")
 }
 
 /// `make soak`: the soak, its part of RESULTS.md and its chart.

@@ -95,12 +95,13 @@ pub fn start_times(
 }
 
 /// Cold starts (the compiled cache emptied before each) and cached starts
-/// of a large module run with `guest_args`, and as many runs of the same
-/// program built natively under runc (interleaved with the cached ones).
+/// of a large module run with `guest_args`, and, when given, as many runs
+/// of the same program built natively under runc (interleaved with the
+/// cached ones). Ends with the cache holding the module.
 pub fn large_program(
     cd: &Containerd,
     (image, entrypoint): (&str, &str),
-    (native_image, native_entrypoint): (&str, &str),
+    native: Option<(&str, &str)>,
     guest_args: &[&str],
     runs: usize,
 ) -> Result<(Vec<Duration>, Vec<Duration>, Vec<Duration>)> {
@@ -109,17 +110,18 @@ pub fn large_program(
     let wasm_args: Vec<&str> = std::iter::once(entrypoint)
         .chain(guest_args.iter().copied())
         .collect();
-    let native_args: Vec<&str> = std::iter::once(native_entrypoint)
-        .chain(guest_args.iter().copied())
-        .collect();
-    let (guest_args, native_guest_args) = (&wasm_args[..], &native_args[..]);
-    timed_run_with(
-        cd,
-        native_image,
-        None,
-        "large-native-warm",
-        native_guest_args,
-    )?;
+    let native_args: Option<(&str, Vec<&str>)> = native.map(|(native_image, native_entry)| {
+        (
+            native_image,
+            std::iter::once(native_entry)
+                .chain(guest_args.iter().copied())
+                .collect(),
+        )
+    });
+    if let Some((native_image, args)) = &native_args {
+        timed_run_with(cd, native_image, None, "large-native-warm", args)?;
+    }
+    let label = image.rsplit('/').next().unwrap_or(image).replace(':', "-");
     let mut cold = Vec::with_capacity(runs);
     for i in 0..runs {
         for entry in std::fs::read_dir(&cd.cache_dir)
@@ -133,29 +135,31 @@ pub fn large_program(
             cd,
             image,
             runtime,
-            &format!("large-cold-{i}"),
-            guest_args,
+            &format!("{label}-cold-{i}"),
+            &wasm_args,
         )?);
     }
     let mut cached = Vec::with_capacity(runs);
-    let mut native = Vec::with_capacity(runs);
+    let mut native_runs = Vec::with_capacity(runs);
     for i in 0..runs {
         cached.push(timed_run_with(
             cd,
             image,
             runtime,
-            &format!("large-cached-{i}"),
-            guest_args,
+            &format!("{label}-cached-{i}"),
+            &wasm_args,
         )?);
-        native.push(timed_run_with(
-            cd,
-            native_image,
-            None,
-            &format!("large-native-{i}"),
-            native_guest_args,
-        )?);
+        if let Some((native_image, args)) = &native_args {
+            native_runs.push(timed_run_with(
+                cd,
+                native_image,
+                None,
+                &format!("{label}-native-{i}"),
+                args,
+            )?);
+        }
     }
-    Ok((cold, cached, native))
+    Ok((cold, cached, native_runs))
 }
 
 /// The PSS of a set of idle containers.

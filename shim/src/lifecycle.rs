@@ -1,4 +1,5 @@
-//! The shim's own life cycle: `start` (launch or reuse a shim server),
+//! The shim's own life cycle: `start` (launch or reuse a shim server, see
+//! [`crate::socket`]),
 //! `delete` (clean up after a shim that died), serving, and exiting when the
 //! last container is gone.
 //!
@@ -52,7 +53,12 @@ impl Shim for WasmboxShim {
         // containerd runs `start` in the bundle directory.
         let grouping = sandbox_id(Path::new("config.json")).unwrap_or_else(|| opts.id.clone());
         let legacy = opts.containerd_version.is_empty();
-        let address = spawn(opts, &grouping, Vec::new()).await?;
+        let address = opts.socket_address(&grouping);
+        let claim = crate::socket::claim(&address)
+            .map_err(|e| containerd_shim::Error::Other(format!("shim socket {address}: {e}")))?;
+        if claim == crate::socket::Claim::Free {
+            spawn(opts, &grouping, Vec::new()).await?;
+        }
         write_str_to_file("address", &address).await?;
         if legacy {
             // containerd before 2.3 takes a bare address as "task API v2",
@@ -75,6 +81,7 @@ impl Shim for WasmboxShim {
         let bundle =
             std::env::current_dir().map_err(|e| containerd_shim::Error::Other(e.to_string()))?;
         kill_leftover_runner(&bundle);
+        crate::socket::remove_stale(&bundle);
         crate::container::native::force_delete(&bundle);
         crate::rootfs::unmount(&bundle.join("rootfs"));
         remove_leftover_cgroup(&bundle);

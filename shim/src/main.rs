@@ -20,6 +20,7 @@ mod oom;
 mod rootfs;
 mod runner;
 mod serve;
+mod socket;
 mod stdio;
 mod task;
 

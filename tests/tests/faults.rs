@@ -47,6 +47,15 @@ fn a_shim_killed_with_sigkill_leaves_no_cgroup_process_or_mount() {
         let before = leftovers::cgroups_of(&ids);
         assert!(!before.is_empty(), "{id} has no cgroup to leave");
         let shim = shim_of(id).unwrap_or_else(|| panic!("no shim for {id}"));
+        let address = std::fs::read_to_string(
+            cd.dir()
+                .join("state/io.containerd.runtime.v2.task/default")
+                .join(id)
+                .join("address"),
+        )
+        .expect("the bundle's address file");
+        let socket = std::path::PathBuf::from(address.trim().trim_start_matches("unix://"));
+        assert!(socket.exists(), "{id}'s shim socket {}", socket.display());
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(shim as i32),
             nix::sys::signal::Signal::SIGKILL,
@@ -70,7 +79,68 @@ fn a_shim_killed_with_sigkill_leaves_no_cgroup_process_or_mount() {
             before.len(),
             leftovers::cgroups_of(&ids).len()
         );
+        // The killed shim could not remove its socket; containerd's
+        // `delete` did, and the same id runs again.
+        assert!(
+            !socket.exists(),
+            "{id}'s dead shim left its socket {}",
+            socket.display()
+        );
+        assert_success(&cd.ctr(&run), &format!("{id} run again"));
+        wait_until(
+            &format!("{id} to run again"),
+            Duration::from_secs(20),
+            || cd.task_has_status(id, "RUNNING"),
+        );
+        cd.remove_detached(id);
     }
+    cd.assert_nothing_left();
+}
+
+/// A shim socket whose server is gone (a file nothing listens on, as a
+/// shim killed before containerd could clean up leaves) does not stop a
+/// container of that name from starting: `start` removes it.
+#[test]
+fn a_stale_shim_socket_does_not_block_the_next_start() {
+    let cd = Containerd::start();
+    cd.import_wasm_image(&sample_wasm("hello"), "docker.io/wasmbox/hello:test", &[]);
+    let id = "stale-socket";
+    assert_success(
+        &cd.ctr(&[
+            "run",
+            "--rm",
+            "--runtime",
+            RUNTIME,
+            "docker.io/wasmbox/hello:test",
+            id,
+        ]),
+        "the first run",
+    );
+    // The socket the next shim of this id will take, left as a dead
+    // server's: a socket file nothing listens on.
+    let address = cd
+        .log()
+        .lines()
+        .filter(|l| l.contains("connecting to shim stale-socket"))
+        .find_map(|l| l.split("address=\"unix://").nth(1)?.split('"').next())
+        .map(str::to_string)
+        .expect("containerd's log names the shim's address");
+    drop(std::os::unix::net::UnixListener::bind(&address).expect("bind a dead socket"));
+    assert!(std::path::Path::new(&address).exists());
+    let out = cd.ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        "docker.io/wasmbox/hello:test",
+        id,
+    ]);
+    assert_success(&out, "the run over a stale socket");
+    assert!(stdout(&out).starts_with("Hello from a wasmbox container!"));
+    assert!(
+        !std::path::Path::new(&address).exists(),
+        "the socket is still there after its shim exited"
+    );
     cd.assert_nothing_left();
 }
 

@@ -1,0 +1,91 @@
+//! The shim server's socket under `/run/containerd/s/`, named by a hash of
+//! containerd's address, the namespace and the container's group (its pod,
+//! or itself), as the runc shim names its own.
+//!
+//! A shim server that is killed (SIGKILL, the OOM killer) cannot remove its
+//! socket file, and the file outlives it. Left there, it would stop every
+//! later shim of the same name from listening, so that the same container
+//! id could never run again. As the Go shims do, `start` reuses a socket a
+//! live server answers on (the pod's shim, for its second container),
+//! and removes one nothing answers on; `delete`, after a shim died, removes
+//! its socket if nothing answers on it.
+
+use std::io::ErrorKind;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+
+/// What `start` finds at a shim socket's path.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// A live shim server answers there: this group's shim, to reuse.
+    Served,
+    /// Nothing is there (any stale file was removed): spawn a server.
+    Free,
+}
+
+fn path_of(address: &str) -> &Path {
+    Path::new(address.trim_start_matches("unix://"))
+}
+
+/// Looks at the socket of `address` (`unix:///run/containerd/s/<hash>`).
+pub fn claim(address: &str) -> std::io::Result<Claim> {
+    let path = path_of(address);
+    match UnixStream::connect(path) {
+        Ok(_) => Ok(Claim::Served),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(Claim::Free),
+        Err(e) => {
+            log::warn!(
+                "removing the stale shim socket {} ({e}): its server is gone",
+                path.display()
+            );
+            match std::fs::remove_file(path) {
+                Ok(()) => Ok(Claim::Free),
+                Err(e) if e.kind() == ErrorKind::NotFound => Ok(Claim::Free),
+                Err(e) => Err(e),
+            }
+        }
+    }
+}
+
+/// After a shim died: removes the socket named in the bundle's `address`
+/// file unless a live server still answers on it (another container of the
+/// pod may have started one since).
+pub fn remove_stale(bundle: &Path) {
+    let Ok(address) = std::fs::read_to_string(bundle.join("address")) else {
+        return;
+    };
+    if let Err(e) = claim(address.trim()) {
+        log::warn!("cannot remove the shim socket {}: {e}", address.trim());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixListener;
+
+    #[test]
+    fn a_live_socket_is_reused_a_dead_one_removed_and_none_is_free() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("live");
+        let _listener = UnixListener::bind(&live).unwrap();
+        let address = format!("unix://{}", live.display());
+        assert_eq!(claim(&address).unwrap(), Claim::Served);
+        assert!(live.exists());
+
+        let dead = dir.path().join("dead");
+        drop(UnixListener::bind(&dead).unwrap());
+        assert!(dead.exists(), "a dropped listener leaves its file");
+        assert_eq!(
+            claim(&format!("unix://{}", dead.display())).unwrap(),
+            Claim::Free
+        );
+        assert!(!dead.exists());
+
+        let none = dir.path().join("none");
+        assert_eq!(
+            claim(&format!("unix://{}", none.display())).unwrap(),
+            Claim::Free
+        );
+    }
+}

@@ -234,7 +234,7 @@ pub fn run(
         "## 4. Throughput: {} × create → start → wait → delete\n\n",
         sizes.jobs
     ));
-    md.push_str(&format!("Each container is one `ctr run --rm` of hello; `parallelism` of them run at a time. {} rounds per runtime, alternating: median (min–max).\n\n", sizes.rounds));
+    md.push_str(&format!("Each container is one `ctr run --rm` of hello; `parallelism` of them run at a time. {} rounds per runtime, alternating (each side first every other round): median (min–max).\n\n", sizes.rounds));
     md.push_str("| parallelism | wasmbox containers/s | runc containers/s | ratio wasmbox/runc |\n|---|---|---|---|\n");
     for (parallelism, wasm, runc) in &rates {
         md.push_str(&format!(

@@ -30,6 +30,7 @@
 //! default 5), `WASMBOX_BENCH_JOBS` (containers per throughput
 //! measurement, default 48), `WASMBOX_BENCH_PODS` (pod lives per runtime,
 //! default 60), `WASMBOX_BENCH_DENSITY` (idle pods, default 500),
+//! `WASMBOX_BENCH_DENSITY_ROUNDS` (default 3),
 //! `WASMBOX_BENCH_HTTP_SECONDS` (seconds per wrk run, default 5) and
 //! `WASMBOX_BENCH_HTTP_ROUNDS` (wrk runs per server and concurrency,
 //! default 5).
@@ -71,6 +72,7 @@ pub struct Sizes {
     pub jobs: usize,
     pub pods: usize,
     pub density: usize,
+    pub density_rounds: usize,
     pub http_seconds: u64,
     pub http_rounds: usize,
 }
@@ -85,6 +87,7 @@ impl Sizes {
             jobs: env_number("WASMBOX_BENCH_JOBS", 48),
             pods: env_number("WASMBOX_BENCH_PODS", 60).max(1),
             density: env_number("WASMBOX_BENCH_DENSITY", 500),
+            density_rounds: env_number("WASMBOX_BENCH_DENSITY_ROUNDS", 3).max(1),
             http_seconds: env_number("WASMBOX_BENCH_HTTP_SECONDS", 5) as u64,
             http_rounds: env_number("WASMBOX_BENCH_HTTP_ROUNDS", 5).max(1),
         }
@@ -92,7 +95,7 @@ impl Sizes {
 
     fn command(&self) -> String {
         format!(
-            "WASMBOX_BENCH_RUNS={}, WASMBOX_BENCH_BIG_RUNS={}, WASMBOX_BENCH_IDLE={}, WASMBOX_BENCH_ROUNDS={}, WASMBOX_BENCH_JOBS={}, WASMBOX_BENCH_PODS={}, WASMBOX_BENCH_DENSITY={}, WASMBOX_BENCH_HTTP_SECONDS={}, WASMBOX_BENCH_HTTP_ROUNDS={}",
+            "WASMBOX_BENCH_RUNS={}, WASMBOX_BENCH_BIG_RUNS={}, WASMBOX_BENCH_IDLE={}, WASMBOX_BENCH_ROUNDS={}, WASMBOX_BENCH_JOBS={}, WASMBOX_BENCH_PODS={}, WASMBOX_BENCH_DENSITY={}, WASMBOX_BENCH_DENSITY_ROUNDS={}, WASMBOX_BENCH_HTTP_SECONDS={}, WASMBOX_BENCH_HTTP_ROUNDS={}",
             self.runs,
             self.big_runs,
             self.idle,
@@ -100,6 +103,7 @@ impl Sizes {
             self.jobs,
             self.pods,
             self.density,
+            self.density_rounds,
             self.http_seconds,
             self.http_rounds
         )

@@ -49,15 +49,25 @@ pub fn run(cd: &Containerd, images: &Images, sizes: &Sizes, out_dir: &Path) -> R
     eprintln!("bench: pods per second at parallelism {parallelism}");
     let mut rates: [Vec<f64>; 2] = Default::default();
     for round in 0..sizes.rounds {
-        for (side, rates) in sides.iter().zip(rates.iter_mut()) {
-            rates.push(pods_per_second(cd, side, sizes.jobs, parallelism, round)?);
+        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        for i in order {
+            rates[i].push(pods_per_second(
+                cd,
+                &sides[i],
+                sizes.jobs,
+                parallelism,
+                round,
+            )?);
         }
     }
     eprintln!("bench: density, {} idle pods per runtime", sizes.density);
     let mut per_pod: [Vec<f64>; 2] = Default::default();
     let mut processes = [0.0; 2];
-    for _ in 0..sizes.rounds {
-        for (i, side) in sides.iter().enumerate() {
+    for round in 0..sizes.density_rounds {
+        // Each side goes first every other round.
+        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        for i in order {
+            let side = &sides[i];
             let memory = density(cd, side, sizes.density)?;
             per_pod[i].push(memory.per_container_kib() / 1024.0);
             processes[i] = memory.processes as f64 / memory.containers.max(1) as f64;
@@ -101,7 +111,7 @@ pub fn run(cd: &Containerd, images: &Images, sizes: &Sizes, out_dir: &Path) -> R
         ));
     }
     let rate = [Spread::of(&rates[0]), Spread::of(&rates[1])];
-    md.push_str(&format!("\nPods per second: {} whole pod lives (the wait for the container's exit included, polled every 2 ms) with {parallelism} clients at a time, each with its own connection; {} rounds per runtime, alternating: median (min–max).\n\n", sizes.jobs, sizes.rounds));
+    md.push_str(&format!("\nPods per second: {} whole pod lives (the wait for the container's exit included, polled every 2 ms) with {parallelism} clients at a time, each with its own connection; {} rounds per runtime, alternating (each side first every other round): median (min–max).\n\n", sizes.jobs, sizes.rounds));
     md.push_str(
         "| parallelism | wasmbox pods/s | runc pods/s | ratio wasmbox/runc |\n|---|---|---|---|\n",
     );
@@ -116,7 +126,7 @@ pub fn run(cd: &Containerd, images: &Images, sizes: &Sizes, out_dir: &Path) -> R
         "## 7. Density: {} idle pods per runtime through CRI\n\n",
         sizes.density
     ));
-    md.push_str(&format!("Each pod has one long-running container: wasmbox the `sleeper` module, runc a static musl sleeper beside its pause container. PSS of every process under the pods' shims (the shim, and for wasmbox the pod's sandbox process and each container's runner and guest; for runc the pause and the sleeper), summed and divided by the number of pods, all {} pods running at once. {} rounds per runtime, alternating: median (min–max). Not counted, on either side: containerd, and kernel memory (page tables, cgroups, network namespaces and veths).\n\n", sizes.density, sizes.rounds));
+    md.push_str(&format!("Each pod has one long-running container: wasmbox the `sleeper` module, runc a static musl sleeper beside its pause container. PSS of every process under the pods' shims (the shim, and for wasmbox the pod's sandbox process and each container's runner and guest; for runc the pause and the sleeper), summed and divided by the number of pods, all {} pods running at once. {} rounds per runtime, alternating (each side first every other round): median (min–max). Not counted, on either side: containerd, and kernel memory (page tables, cgroups, network namespaces and veths).\n\n", sizes.density, sizes.density_rounds));
     md.push_str("| runtime | MiB per pod, median (min–max) | processes per pod | ratio wasmbox/runc |\n|---|---|---|---|\n");
     md.push_str(&format!(
         "| wasmbox | {} | {:.1} | **{:.2}** |\n| runc | {} | {:.1} | |\n\n![PSS per idle pod](pod-density.svg)\n\n",

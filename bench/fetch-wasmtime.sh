@@ -15,7 +15,7 @@ if [[ ! -x "$binary" ]]; then
   echo "fetch-wasmtime: building wasmtime-cli $version from crates.io into $root" >&2
   cargo install --quiet --locked --root "$root" --target-dir "$repo/.cache/wasmtime-cli-build" \
     --no-default-features \
-    --features run,serve,cranelift,pooling-allocator,parallel-compilation,cache,logging,wat,component-model \
+    --features run,serve,cranelift,pooling-allocator,parallel-compilation,cache,logging,wat,component-model,component-model-async \
     "wasmtime-cli@$version" >&2
   rm -rf "$repo/.cache/wasmtime-cli-build"
 fi

@@ -17,7 +17,8 @@
 //! 7. Density: idle pods through CRI, PSS per pod (see `pods`).
 //!
 //! `wasmbox-bench http` and `wasmbox-bench pods` run one part alone and
-//! print it (RESULTS.md is only written by a full run). `wasmbox-bench
+//! print it (RESULTS.md is only written by a full run); `pods` writes
+//! containerd's debug log to `WASMBOX_BENCH_LOG` when it is set. `wasmbox-bench
 //! soak` (`make soak`) runs the soak (see `soak`) and writes its part of
 //! RESULTS.md, which a full run keeps.
 //!
@@ -265,6 +266,11 @@ fn main() -> Result<()> {
             let cd = Containerd::start_cri();
             let images = prepare_images(&cd)?;
             print!("{}", pods_tables::run(&cd, &images, &sizes, &out_dir)?);
+            // containerd's debug log (the shims' lines with it), to see
+            // where a pod's time goes.
+            if let Ok(path) = std::env::var("WASMBOX_BENCH_LOG") {
+                std::fs::write(&path, cd.log()).with_context(|| format!("cannot write {path}"))?;
+            }
             return Ok(());
         }
         Some(other) => bail!("unknown part {other:?}: use http, pods or soak, or nothing"),

@@ -47,14 +47,7 @@ fn a_shim_killed_with_sigkill_leaves_no_cgroup_process_or_mount() {
         let before = leftovers::cgroups_of(&ids);
         assert!(!before.is_empty(), "{id} has no cgroup to leave");
         let shim = shim_of(id).unwrap_or_else(|| panic!("no shim for {id}"));
-        let address = std::fs::read_to_string(
-            cd.dir()
-                .join("state/io.containerd.runtime.v2.task/default")
-                .join(id)
-                .join("address"),
-        )
-        .expect("the bundle's address file");
-        let socket = std::path::PathBuf::from(address.trim().trim_start_matches("unix://"));
+        let socket = shim_socket(&cd, id);
         assert!(socket.exists(), "{id}'s shim socket {}", socket.display());
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(shim as i32),
@@ -80,7 +73,13 @@ fn a_shim_killed_with_sigkill_leaves_no_cgroup_process_or_mount() {
             leftovers::cgroups_of(&ids).len()
         );
         // The killed shim could not remove its socket; containerd's
-        // `delete` did, and the same id runs again.
+        // `delete` did, and the same id runs again once containerd has
+        // removed the old bundle.
+        wait_until(
+            &format!("{id}'s old bundle to go"),
+            Duration::from_secs(20),
+            || !bundle_of(&cd, id).exists(),
+        );
         assert!(
             !socket.exists(),
             "{id}'s dead shim left its socket {}",
@@ -97,49 +96,56 @@ fn a_shim_killed_with_sigkill_leaves_no_cgroup_process_or_mount() {
     cd.assert_nothing_left();
 }
 
+/// The shim socket of container `id`, from its bundle's `address` file
+/// (there while the task exists).
+fn shim_socket(cd: &Containerd, id: &str) -> std::path::PathBuf {
+    let address = std::fs::read_to_string(bundle_of(cd, id).join("address"))
+        .expect("the bundle's address file");
+    address.trim().trim_start_matches("unix://").into()
+}
+
+fn bundle_of(cd: &Containerd, id: &str) -> std::path::PathBuf {
+    cd.dir()
+        .join("state/io.containerd.runtime.v2.task/default")
+        .join(id)
+}
+
 /// A shim socket whose server is gone (a file nothing listens on, as a
 /// shim killed before containerd could clean up leaves) does not stop a
 /// container of that name from starting: `start` removes it.
 #[test]
 fn a_stale_shim_socket_does_not_block_the_next_start() {
     let cd = Containerd::start();
-    cd.import_wasm_image(&sample_wasm("hello"), "docker.io/wasmbox/hello:test", &[]);
-    let id = "stale-socket";
-    assert_success(
-        &cd.ctr(&[
-            "run",
-            "--rm",
-            "--runtime",
-            RUNTIME,
-            "docker.io/wasmbox/hello:test",
-            id,
-        ]),
-        "the first run",
+    cd.import_wasm_image(
+        &sample_wasm("sleeper"),
+        "docker.io/wasmbox/sleeper:test",
+        &[],
     );
-    // The socket the next shim of this id will take, left as a dead
-    // server's: a socket file nothing listens on.
-    let address = cd
-        .log()
-        .lines()
-        .filter(|l| l.contains("connecting to shim stale-socket"))
-        .find_map(|l| l.split("address=\"unix://").nth(1)?.split('"').next())
-        .map(str::to_string)
-        .expect("containerd's log names the shim's address");
-    drop(std::os::unix::net::UnixListener::bind(&address).expect("bind a dead socket"));
-    assert!(std::path::Path::new(&address).exists());
-    let out = cd.ctr(&[
+    let id = "stale-socket";
+    let run = [
         "run",
-        "--rm",
+        "-d",
         "--runtime",
         RUNTIME,
-        "docker.io/wasmbox/hello:test",
+        "docker.io/wasmbox/sleeper:test",
         id,
-    ]);
-    assert_success(&out, "the run over a stale socket");
-    assert!(stdout(&out).starts_with("Hello from a wasmbox container!"));
-    assert!(
-        !std::path::Path::new(&address).exists(),
-        "the socket is still there after its shim exited"
+    ];
+    assert_success(&cd.ctr(&run), "the first run");
+    // The socket the next shim of this id will take.
+    let socket = shim_socket(&cd, id);
+    cd.remove_detached(id);
+    // Left as a dead server's: a socket file nothing listens on.
+    drop(std::os::unix::net::UnixListener::bind(&socket).expect("bind a dead socket"));
+    assert!(socket.exists());
+    assert_success(&cd.ctr(&run), "the run over a stale socket");
+    wait_until("the task to run", Duration::from_secs(20), || {
+        cd.task_has_status(id, "RUNNING")
+    });
+    cd.remove_detached(id);
+    wait_until(
+        "the socket to go with its shim",
+        Duration::from_secs(10),
+        || !socket.exists(),
     );
     cd.assert_nothing_left();
 }

@@ -140,14 +140,12 @@ pub fn pods_per_second(
     let clients: Vec<Cri> = (0..parallelism)
         .map(|_| Cri::connect(&cd.address))
         .collect();
-    let next_client = std::sync::atomic::AtomicUsize::new(0);
     let started = Instant::now();
     in_parallel(
         jobs,
         parallelism,
         |i| {
-            let client = next_client.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let cri = &clients[client % clients.len()];
+            let cri = &clients[i % clients.len()];
             pod_life(
                 cri,
                 side,
@@ -168,13 +166,11 @@ pub fn density(cd: &Containerd, side: &Side, count: usize) -> Result<Memory> {
     let logs = log_dir(cd)?;
     let pods = std::sync::Mutex::new(Vec::with_capacity(count));
     let clients: Vec<Cri> = (0..8).map(|_| Cri::connect(&cd.address)).collect();
-    let next_client = std::sync::atomic::AtomicUsize::new(0);
     let memory = in_parallel(
         count,
         8,
         |i| {
-            let client = next_client.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let cri = &clients[client % clients.len()];
+            let cri = &clients[i % clients.len()];
             let config = Cri::pod_config(&format!("dense-{}-{i}", side.label), &logs);
             let pod = cri
                 .run_pod_sandbox_with(&config, side.handler)

@@ -37,13 +37,7 @@ impl Docker {
             "private dockerd did not start:\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let env = std::fs::read_to_string(containerd.dir().join("env")).expect("env file");
-        let var = |name: &str| -> String {
-            env.lines()
-                .find_map(|l| l.strip_prefix(&format!("{name}=")))
-                .unwrap_or_else(|| panic!("{name} missing from env file"))
-                .to_string()
-        };
+        let var = |name: &str| crate::env_file_var(containerd.dir(), name);
         Self {
             cli: var("DOCKER").into(),
             host: var("DOCKER_HOST"),

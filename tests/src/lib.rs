@@ -96,6 +96,16 @@ pub fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool
     }
 }
 
+/// Variable `name` of the `env` file the private-containerd and
+/// private-docker scripts leave in `dir`.
+pub fn env_file_var(dir: &Path, name: &str) -> String {
+    let env = std::fs::read_to_string(dir.join("env")).expect("env file");
+    env.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("{name} missing from env file"))
+        .to_string()
+}
+
 /// A running private containerd.
 pub struct Containerd {
     dir: tempfile::TempDir,
@@ -144,13 +154,7 @@ impl Containerd {
             "private containerd {version} did not start:\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let env = std::fs::read_to_string(dir.path().join("env")).expect("env file");
-        let var = |name: &str| -> PathBuf {
-            env.lines()
-                .find_map(|l| l.strip_prefix(&format!("{name}=")))
-                .unwrap_or_else(|| panic!("{name} missing from env file"))
-                .into()
-        };
+        let var = |name: &str| -> PathBuf { env_file_var(dir.path(), name).into() };
         Self {
             version,
             address: var("CONTAINERD_ADDRESS"),

@@ -190,6 +190,21 @@ impl Containerd {
         );
     }
 
+    /// The bundle of container `id` (namespace `default`).
+    pub fn bundle_of(&self, id: &str) -> PathBuf {
+        self.dir()
+            .join("state/io.containerd.runtime.v2.task/default")
+            .join(id)
+    }
+
+    /// The shim socket of container `id`, from its bundle's `address`
+    /// file (there while the task exists).
+    pub fn shim_socket(&self, id: &str) -> PathBuf {
+        let address = std::fs::read_to_string(self.bundle_of(id).join("address"))
+            .expect("the bundle's address file");
+        address.trim().trim_start_matches("unix://").into()
+    }
+
     /// The temp dir everything of this containerd lives in.
     pub fn dir(&self) -> &Path {
         self.dir.path()

@@ -47,7 +47,7 @@ fn a_shim_killed_with_sigkill_leaves_no_cgroup_process_or_mount() {
         let before = leftovers::cgroups_of(&ids);
         assert!(!before.is_empty(), "{id} has no cgroup to leave");
         let shim = shim_of(id).unwrap_or_else(|| panic!("no shim for {id}"));
-        let socket = shim_socket(&cd, id);
+        let socket = cd.shim_socket(id);
         assert!(socket.exists(), "{id}'s shim socket {}", socket.display());
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(shim as i32),
@@ -78,7 +78,7 @@ fn a_shim_killed_with_sigkill_leaves_no_cgroup_process_or_mount() {
         wait_until(
             &format!("{id}'s old bundle to go"),
             Duration::from_secs(20),
-            || !bundle_of(&cd, id).exists(),
+            || !cd.bundle_of(id).exists(),
         );
         assert!(
             !socket.exists(),
@@ -93,60 +93,6 @@ fn a_shim_killed_with_sigkill_leaves_no_cgroup_process_or_mount() {
         );
         cd.remove_detached(id);
     }
-    cd.assert_nothing_left();
-}
-
-/// The shim socket of container `id`, from its bundle's `address` file
-/// (there while the task exists).
-fn shim_socket(cd: &Containerd, id: &str) -> std::path::PathBuf {
-    let address = std::fs::read_to_string(bundle_of(cd, id).join("address"))
-        .expect("the bundle's address file");
-    address.trim().trim_start_matches("unix://").into()
-}
-
-fn bundle_of(cd: &Containerd, id: &str) -> std::path::PathBuf {
-    cd.dir()
-        .join("state/io.containerd.runtime.v2.task/default")
-        .join(id)
-}
-
-/// A shim socket whose server is gone (a file nothing listens on, as a
-/// shim killed before containerd could clean up leaves) does not stop a
-/// container of that name from starting: `start` removes it.
-#[test]
-fn a_stale_shim_socket_does_not_block_the_next_start() {
-    let cd = Containerd::start();
-    cd.import_wasm_image(
-        &sample_wasm("sleeper"),
-        "docker.io/wasmbox/sleeper:test",
-        &[],
-    );
-    let id = "stale-socket";
-    let run = [
-        "run",
-        "-d",
-        "--runtime",
-        RUNTIME,
-        "docker.io/wasmbox/sleeper:test",
-        id,
-    ];
-    assert_success(&cd.ctr(&run), "the first run");
-    // The socket the next shim of this id will take.
-    let socket = shim_socket(&cd, id);
-    cd.remove_detached(id);
-    // Left as a dead server's: a socket file nothing listens on.
-    drop(std::os::unix::net::UnixListener::bind(&socket).expect("bind a dead socket"));
-    assert!(socket.exists());
-    assert_success(&cd.ctr(&run), "the run over a stale socket");
-    wait_until("the task to run", Duration::from_secs(20), || {
-        cd.task_has_status(id, "RUNNING")
-    });
-    cd.remove_detached(id);
-    wait_until(
-        "the socket to go with its shim",
-        Duration::from_secs(10),
-        || !socket.exists(),
-    );
     cd.assert_nothing_left();
 }
 

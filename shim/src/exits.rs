@@ -42,7 +42,16 @@ pub struct ExitOwner {
     /// The container's `linux.cgroupsPath`, whose OOM kills are reported
     /// (as TaskOOM) when its process exits.
     pub cgroup: Option<String>,
+    /// A wasm runner's notices, read to their end: whether it said its
+    /// guest stopped for memory. Its exit waits for this (see
+    /// [`RunnerNotices`]), so that TaskOOM comes before TaskExit.
+    pub notices: Option<RunnerNotices>,
 }
+
+/// Whether a runner said its guest ran out of memory: `None` while its
+/// notices are still being read, `Some(oom)` once they ended (the runner
+/// closed them as it exited).
+pub type RunnerNotices = watch::Receiver<Option<bool>>;
 
 impl ExitOwner {
     /// The container's own process.
@@ -155,6 +164,14 @@ impl ExitRegistry {
         if let Some((owner, _)) = inner.watchers.get_mut(&(pid as i32)) {
             owner.task_pid = task_pid;
             owner.cgroup = cgroup;
+        }
+    }
+
+    /// Gives a watched runner's exit the end of its notices to wait for.
+    pub fn set_notices(&self, pid: u32, notices: RunnerNotices) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((owner, _)) = inner.watchers.get_mut(&(pid as i32)) {
+            owner.notices = Some(notices);
         }
     }
 

@@ -126,20 +126,13 @@ impl TaskService {
                 if owner.silent {
                     continue;
                 }
-                if let Some(cgroup) = owner.cgroup.as_deref().filter(|_| owner.exec.is_empty()) {
-                    let kills = crate::oom::oom_kills(cgroup);
-                    if kills > 0 {
-                        log::info!(
-                            "container {}: the kernel's OOM killer ended {kills} of its processes",
-                            owner.container
-                        );
-                        shared
-                            .publish(TaskOOM {
-                                container_id: owner.container.clone(),
-                                ..Default::default()
-                            })
-                            .await;
-                    }
+                if owner.exec.is_empty() && crate::oom::out_of_memory(&owner).await {
+                    shared
+                        .publish(TaskOOM {
+                            container_id: owner.container.clone(),
+                            ..Default::default()
+                        })
+                        .await;
                 }
                 log::info!(
                     "container {}: process {pid}{} exited with {}",

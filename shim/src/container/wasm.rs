@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use containerd_shim::api::{ExecProcessRequest, StateResponse};
-use containerd_shim::protos::events::task::{TaskIO, TaskOOM};
+use containerd_shim::protos::events::task::TaskIO;
 use containerd_shim::protos::protobuf::well_known_types::any::Any;
 use containerd_shim::protos::types::task::{ProcessInfo, Status};
 use nix::sys::signal::{kill, Signal};
@@ -20,7 +20,7 @@ use wasmbox_oci::protocol::{parse_log, read_notice, OOM_NOTICE};
 use super::options::RuntimeOptions;
 use super::{timestamp, Container, ContainerError, CreateRequest, Deleted, Result, Shared};
 use crate::cgroup::{CgroupSlot, ContainerCgroup};
-use crate::exits::{ExitInfo, ExitReceiver};
+use crate::exits::{ExitInfo, ExitReceiver, RunnerNotices};
 use crate::namespaces::NamespacePlan;
 use crate::runner::{self, RunnerMode, RunnerStdio};
 use crate::{rootfs, stdio};
@@ -149,7 +149,9 @@ impl WasmContainer {
             create_started.elapsed().as_secs_f64() * 1000.0,
             prepared.details
         );
-        watch_notices(shared, &id, prepared.notices);
+        shared
+            .exits
+            .set_notices(runner_pid, watch_notices(&id, prepared.notices));
         if let Err(e) = std::fs::write(bundle.join("runner.pid"), runner_pid.to_string()) {
             log::warn!(
                 "cannot record the runner's pid in {}: {e}",
@@ -211,28 +213,32 @@ impl WasmContainer {
     }
 }
 
-/// Reads the runner's notices until it exits; an OOM notice becomes a
-/// TaskOOM event, which CRI reports as the reason OOMKilled, and a log
-/// line goes to containerd's log.
-fn watch_notices(shared: &Arc<Shared>, id: &str, mut notices: std::io::BufReader<File>) {
-    let shared = shared.clone();
+/// Reads the runner's notices until it exits: log lines go to containerd's
+/// log; whether its guest stopped for memory goes to the exit watcher (at
+/// the OOM notice, or `false` at the end), which publishes TaskOOM (CRI's
+/// reason OOMKilled) before the TaskExit of the same exit.
+fn watch_notices(id: &str, mut notices: std::io::BufReader<File>) -> RunnerNotices {
     let id = id.to_string();
-    let handle = tokio::runtime::Handle::current();
+    let (ended, end) = tokio::sync::watch::channel(None);
     std::thread::spawn(move || {
         while let Ok(Some(notice)) = read_notice(&mut notices) {
             if let Some((level, message)) = parse_log(&notice) {
                 crate::runner::log_runner_line(&id, level, message);
             } else if notice == OOM_NOTICE {
                 log::info!("container {id}: guest stopped for memory");
-                let event = TaskOOM {
-                    container_id: id.clone(),
-                    ..Default::default()
-                };
-                let shared = shared.clone();
-                handle.spawn(async move { shared.publish(event).await });
+                let _ = ended.send(Some(true));
             }
         }
+        // The end, unless an OOM notice already said how it ended.
+        ended.send_if_modified(|said| {
+            let unsaid = said.is_none();
+            if unsaid {
+                *said = Some(false);
+            }
+            unsaid
+        });
     });
+    end
 }
 
 #[async_trait]

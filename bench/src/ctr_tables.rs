@@ -1,17 +1,15 @@
-//! Tables 1 to 4, through `ctr`: start time, the SQLite shell's cold and
-//! cached starts, idle memory per container (on 2.1 and on 1.6) and
+//! Tables 1 to 4, through `ctr`: start time, large programs' first starts
+//! (see [`crate::first_start`]), idle memory per container (on 2.1 and on 1.6) and
 //! containers per second.
 
 use std::path::Path;
 
 use anyhow::Result;
-use wasmbox_tests::{repo_root, Containerd, RUNTIME};
+use wasmbox_tests::{Containerd, RUNTIME};
 
-use crate::measure::{
-    idle_memory, large_program, start_times, throughput, timed_run, Memory, Stats,
-};
+use crate::measure::{idle_memory, start_times, throughput, Memory, Stats};
 use crate::report::{timing_row, Spread};
-use crate::{charts, prepare_images, Images, Sizes};
+use crate::{charts, first_start, prepare_images, Images, Sizes};
 
 /// Idle-memory rounds of one containerd: (its version, wasmbox's rounds,
 /// runc's rounds).
@@ -82,32 +80,7 @@ pub fn run(
     let wasm_start = Stats::of(&wasm_starts);
     let runc_start = Stats::of(&runc_starts);
 
-    eprintln!("bench: the SQLite shell, {runs} cold and {runs} cached starts");
-    let sqlite_args = [
-        ":memory:",
-        "create table t(x); insert into t values (1),(2),(39); select sum(x) from t;",
-    ];
-    let (sqlite_cold, sqlite_cached, sqlite_native) = large_program(
-        cd,
-        (&images.wasm_sqlite, "/sqlite3.wasm"),
-        Some((&images.runc_sqlite, "/sqlite3")),
-        &sqlite_args,
-        runs,
-    )?;
-    eprintln!("bench: yosys, {} cold and cached starts", sizes.big_runs);
-    let (yosys_cold, yosys_cached, _) = large_program(
-        cd,
-        (&images.wasm_yosys, "/yosys.wasm"),
-        None,
-        &["-p", "help"],
-        sizes.big_runs,
-    )?;
-    let yosys_size = std::fs::metadata(crate::fetched("bench/fetch-yosys.sh")?)?.len();
-    // The cold loop emptied the whole cache: hello compiles again here,
-    // not inside the throughput timing below.
-    timed_run(cd, &images.wasm_hello, Some(RUNTIME), "rewarm-hello")?;
-    let sqlite_size = std::fs::metadata(repo_root().join("target/wasm/sqlite3.wasm"))?.len();
-
+    let big = first_start::BigPrograms::measure(cd, images, sizes)?;
     eprintln!(
         "bench: idle memory, {} rounds of {} containers each",
         sizes.rounds, sizes.idle
@@ -160,44 +133,7 @@ pub fn run(
         wasm_start.median.as_secs_f64() / runc_start.median.as_secs_f64()
     ));
 
-    md.push_str("## 2. Large real programs: the SQLite shell and yosys\n\n");
-    md.push_str(&format!(
-        "SQLite 3.40.1's shell (Debian's source, `bench/sqlite/build.sh`) built for wasm32-wasip1 with Debian's clang 14, lld and wasi-libc: {:.1} MiB of wasm. Each run is `ctr run --rm` of its image with `:memory:` and a query that creates a table, inserts and sums. A cold start has the compiled cache emptied first, so it includes compiling the module; a cached start maps the compiled module. The hello row is table 1's wasmbox median, from the same run.\n\n",
-        sqlite_size as f64 / 1048576.0
-    ));
-    let cold = Stats::of(&sqlite_cold);
-    let cached = Stats::of(&sqlite_cached);
-    let native = Stats::of(&sqlite_native);
-    md.push_str("| start | median ms | min ms | max ms | runs |\n|---|---|---|---|---|\n");
-    for (name, s) in [
-        ("wasmbox: SQLite, cold (compile)", &cold),
-        ("wasmbox: SQLite, cached", &cached),
-        ("runc: SQLite, static musl", &native),
-        ("wasmbox: hello (table 1)", &wasm_start),
-    ] {
-        md.push_str(&timing_row(name, s));
-    }
-    md.push_str(&format!(
-        "| **ratio wasmbox SQLite cached / wasmbox hello** | **{:.2}** | | | |\n| **ratio wasmbox SQLite cached / runc SQLite** | **{:.2}** | | | |\n| ratio wasmbox SQLite cold / cached | {:.1} | | | |\n\n",
-        cached.median.as_secs_f64() / wasm_start.median.as_secs_f64(),
-        cached.median.as_secs_f64() / native.median.as_secs_f64(),
-        cold.median.as_secs_f64() / cached.median.as_secs_f64()
-    ));
-    md.push_str(&format!(
-        "yosys 0.55 for WASI (the npm package `@yowasp/yosys`, `bench/fetch-yosys.sh`): {:.1} MiB of C++ compiled to wasm32-wasip1, run as `yosys -p help` by `ctr run --rm`, {} cold and {} cached starts.\n\n",
-        yosys_size as f64 / 1048576.0,
-        sizes.big_runs,
-        sizes.big_runs
-    ));
-    let (ycold, ycached) = (Stats::of(&yosys_cold), Stats::of(&yosys_cached));
-    md.push_str("| start | median ms | min ms | max ms | runs |\n|---|---|---|---|---|\n");
-    md.push_str(&timing_row("wasmbox: yosys, cold (compile)", &ycold));
-    md.push_str(&timing_row("wasmbox: yosys, cached", &ycached));
-    md.push_str(&format!(
-        "| ratio wasmbox yosys cold / cached | {:.1} | | | |\n\n",
-        ycold.median.as_secs_f64() / ycached.median.as_secs_f64()
-    ));
-
+    md.push_str(&big.markdown(&wasm_start, sizes));
     md.push_str(&format!(
         "## 3. Idle memory: {} sleeper containers under ctr\n\n",
         sizes.idle

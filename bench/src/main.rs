@@ -38,6 +38,7 @@
 
 mod charts;
 mod ctr_tables;
+mod first_start;
 mod http;
 mod measure;
 mod pods;

@@ -53,10 +53,23 @@ pub fn timed_run_with(
     id: &str,
     guest_args: &[&str],
 ) -> Result<Duration> {
+    timed_ctr_run(cd, &[], image, runtime, id, guest_args)
+}
+
+/// Like `timed_run_with`, with `ctr run` flags (`--env A=B`) before the image.
+pub fn timed_ctr_run(
+    cd: &Containerd,
+    flags: &[&str],
+    image: &str,
+    runtime: Option<&str>,
+    id: &str,
+    guest_args: &[&str],
+) -> Result<Duration> {
     let mut args = vec!["run", "--rm"];
     if let Some(runtime) = runtime {
         args.extend(["--runtime", runtime]);
     }
+    args.extend_from_slice(flags);
     args.extend([image, id]);
     args.extend_from_slice(guest_args);
     let started = Instant::now();
@@ -92,74 +105,6 @@ pub fn start_times(
         runc.push(timed_run(cd, runc_image, None, &format!("start-runc-{i}"))?);
     }
     Ok((wasm, runc))
-}
-
-/// Cold starts (the compiled cache emptied before each) and cached starts
-/// of a large module run with `guest_args`, and, when given, as many runs
-/// of the same program built natively under runc (interleaved with the
-/// cached ones). Ends with the cache holding the module.
-pub fn large_program(
-    cd: &Containerd,
-    (image, entrypoint): (&str, &str),
-    native: Option<(&str, &str)>,
-    guest_args: &[&str],
-    runs: usize,
-) -> Result<(Vec<Duration>, Vec<Duration>, Vec<Duration>)> {
-    let runtime = Some(wasmbox_tests::RUNTIME);
-    // `ctr run IMAGE ID ARGS…` replaces the whole command, entrypoint too.
-    let wasm_args: Vec<&str> = std::iter::once(entrypoint)
-        .chain(guest_args.iter().copied())
-        .collect();
-    let native_args: Option<(&str, Vec<&str>)> = native.map(|(native_image, native_entry)| {
-        (
-            native_image,
-            std::iter::once(native_entry)
-                .chain(guest_args.iter().copied())
-                .collect(),
-        )
-    });
-    if let Some((native_image, args)) = &native_args {
-        timed_run_with(cd, native_image, None, "large-native-warm", args)?;
-    }
-    let label = image.rsplit('/').next().unwrap_or(image).replace(':', "-");
-    let mut cold = Vec::with_capacity(runs);
-    for i in 0..runs {
-        for entry in std::fs::read_dir(&cd.cache_dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let _ = std::fs::remove_file(entry.path());
-        }
-        cold.push(timed_run_with(
-            cd,
-            image,
-            runtime,
-            &format!("{label}-cold-{i}"),
-            &wasm_args,
-        )?);
-    }
-    let mut cached = Vec::with_capacity(runs);
-    let mut native_runs = Vec::with_capacity(runs);
-    for i in 0..runs {
-        cached.push(timed_run_with(
-            cd,
-            image,
-            runtime,
-            &format!("{label}-cached-{i}"),
-            &wasm_args,
-        )?);
-        if let Some((native_image, args)) = &native_args {
-            native_runs.push(timed_run_with(
-                cd,
-                native_image,
-                None,
-                &format!("{label}-native-{i}"),
-                args,
-            )?);
-        }
-    }
-    Ok((cold, cached, native_runs))
 }
 
 /// The PSS of a set of idle containers.

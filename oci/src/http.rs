@@ -69,7 +69,7 @@ pub fn http_settings(spec: &Spec, env: &[(String, String)]) -> Result<HttpSettin
     {
         None => defaults.request_timeout,
         Some((setting, value)) => {
-            let timeout = parse_duration(value).ok_or_else(|| PlanError::BadHttpSetting {
+            let timeout = parse_duration(value).ok_or_else(|| PlanError::BadSetting {
                 setting,
                 value: value.to_string(),
                 reason: "it is not a duration like 60s, 500ms or 2m (0 for none)",
@@ -84,7 +84,7 @@ pub fn http_settings(spec: &Spec, env: &[(String, String)]) -> Result<HttpSettin
 }
 
 /// The value of a setting and where it came from, for the error message.
-fn setting<'a>(
+pub(crate) fn setting<'a>(
     spec: &'a Spec,
     env: &'a [(String, String)],
     env_name: &'static str,

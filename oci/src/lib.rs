@@ -24,6 +24,7 @@
 //! field and says why, so that `ctr run` can show it to the user as it is.
 
 pub mod artifact;
+pub mod compile;
 pub mod confine;
 pub mod http;
 pub mod plan;
@@ -33,6 +34,7 @@ pub mod trust;
 pub mod userns;
 pub mod wasm;
 
+pub use compile::TieredCompile;
 pub use confine::{confinement_from_spec, CapabilitySets, Confinement};
 pub use http::{HttpSettings, DEFAULT_HTTP_ADDR, DEFAULT_REQUEST_TIMEOUT};
 pub use plan::{
@@ -143,7 +145,7 @@ pub enum PlanError {
         reason: String,
     },
     #[error("{setting} {value:?}: {reason}")]
-    BadHttpSetting {
+    BadSetting {
         setting: String,
         value: String,
         reason: &'static str,

@@ -11,6 +11,7 @@ use oci_spec::runtime::Spec;
 use serde::{Deserialize, Serialize};
 use wasmbox_idmap::IdMappings;
 
+use crate::compile::{tiered_compile, TieredCompile};
 use crate::confine::{confinement_from_spec, Confinement};
 use crate::http::{http_settings, HttpSettings};
 use crate::rootfs::{resolve_in_rootfs, ResolveError};
@@ -63,6 +64,9 @@ pub struct RunPlan {
     pub rlimits: Vec<RlimitPlan>,
     /// How to serve the guest if it is a wasi:http component.
     pub http: HttpSettings,
+    /// Whether a first start of a core module may run baseline code.
+    #[serde(default)]
+    pub tiered_compile: TieredCompile,
     /// What the runner drops before the guest runs, from the spec.
     pub confinement: Confinement,
 }
@@ -272,6 +276,7 @@ fn plan(spec: &Spec, bundle: &Path, layer: Option<LayerModule<'_>>) -> Result<Ru
     }
 
     let http = http_settings(spec, &env)?;
+    let tiered_compile = tiered_compile(spec, &env)?;
     Ok(RunPlan {
         module_guest_path,
         module_host_path,
@@ -286,6 +291,7 @@ fn plan(spec: &Spec, bundle: &Path, layer: Option<LayerModule<'_>>) -> Result<Ru
         user: user_plan(process),
         rlimits: rlimit_plans(process),
         http,
+        tiered_compile,
         confinement: confinement_from_spec(spec)?,
     })
 }

@@ -8,8 +8,10 @@
 //!   deleted before it started, or the shim died), the runner exits quietly.
 //! - the *status* pipe (runner → shim) carries one line once the runner has
 //!   loaded and checked the module: `ok`, or `error <message>`. After `ok`
-//!   it stays open for notices about the running guest: `oom` when the guest
-//!   was stopped for memory. It closes when the runner exits. A runner that
+//!   it stays open for notices about the running guest: `optimize` when the
+//!   guest runs on baseline code and the shim should have the optimized
+//!   code compiled into the cache, and `oom` when the guest was stopped for
+//!   memory. It closes when the runner exits. A runner that
 //!   forks into a PID namespace also writes `child <pid>` there, before or
 //!   after the status, so the shim can put the child in the cgroup too.
 //!
@@ -83,6 +85,10 @@ pub fn write_status(mut w: impl Write, status: Result<&str, &str>) -> io::Result
 
 /// The notice a runner sends when its guest was stopped for memory.
 pub const OOM_NOTICE: &str = "oom";
+
+/// The notice a runner sends when its guest starts on baseline code: the
+/// shim runs `wasmbox-runner --optimize PATH` for the module.
+pub const OPTIMIZE_NOTICE: &str = "optimize";
 
 /// Writes a notice about the running guest, such as [`OOM_NOTICE`].
 pub fn write_notice(mut w: impl Write, notice: &str) -> io::Result<()> {
@@ -191,6 +197,7 @@ mod tests {
                 soft: 1024,
                 hard: 4096,
             }],
+            tiered_compile: crate::TieredCompile::Off,
             http: crate::HttpSettings {
                 addr: "127.0.0.1:9000".parse().unwrap(),
                 request_timeout: Some(std::time::Duration::from_millis(1500)),

@@ -65,6 +65,9 @@ pub enum CacheOutcome {
     /// Compiled now, in memory: the cache directory or the entry can be
     /// written by someone other than root, so it is not used at all.
     Untrusted,
+    /// Missing, and compiled now by the baseline compiler, in memory; the
+    /// optimized code comes later (see [`crate::tiered`]).
+    Baseline,
 }
 
 impl CacheOutcome {
@@ -74,6 +77,7 @@ impl CacheOutcome {
             CacheOutcome::Compiled => "compiled",
             CacheOutcome::CompiledUncached => "compiled-uncached",
             CacheOutcome::Untrusted => "untrusted-cache",
+            CacheOutcome::Baseline => "baseline",
         }
     }
 }
@@ -142,6 +146,20 @@ impl ModuleCache {
             .and_then(|v| v.parse().ok())
             .unwrap_or(DEFAULT_CACHE_MAX_BYTES);
         Self::new(dir, max_bytes)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Whether the directory may be used (see the module's doc).
+    pub fn trusted(&self) -> bool {
+        wasmbox_oci::trust::ensure_dir(&self.dir).is_ok()
+    }
+
+    /// The compiled form of `wasm` if the cache has it, whole and trusted.
+    pub fn load_existing<T: Compiled>(&self, engine: &Engine, wasm: &[u8]) -> Option<T> {
+        self.load(engine, &self.entry_path(engine, wasm))
     }
 
     /// The entry path for `wasm` under `engine`.
@@ -364,7 +382,7 @@ impl ModuleCache {
 /// Compiles on worker threads of a pool of its own, and waits for them to
 /// be gone: the runner must be single-threaded again when it confines
 /// itself (capabilities and seccomp filters are per thread).
-fn compile_scoped<T: Compiled>(engine: &Engine, wasm: &[u8]) -> wasmtime::Result<T> {
+pub(crate) fn compile_scoped<T: Compiled>(engine: &Engine, wasm: &[u8]) -> wasmtime::Result<T> {
     let workers = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let spawned = workers.clone();
     let pool = rayon::ThreadPoolBuilder::new()

@@ -14,8 +14,12 @@
 //!   ends a handler stuck in a loop, and how a busy handler yields its
 //!   thread to the other requests (see [`crate::http`]). A command
 //!   component's store never reaches its deadline.
+//! - The first start of a big core module may run on a Winch engine
+//!   instead (see [`crate::tiered`]).
 
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, Strategy,
+};
 
 use crate::RuntimeError;
 
@@ -35,6 +39,15 @@ fn base_config() -> Config {
 /// The engine for core modules.
 pub fn new_engine() -> Result<Engine, RuntimeError> {
     Engine::new(&base_config()).map_err(|e| RuntimeError::Engine(format!("{e:#}")))
+}
+
+/// The engine for the first start of a big core module: Winch, the
+/// baseline compiler, with the core engine's other settings (see
+/// [`crate::tiered`]). Its code is never stored.
+pub fn new_baseline_engine() -> Result<Engine, RuntimeError> {
+    let mut config = base_config();
+    config.strategy(Strategy::Winch);
+    Engine::new(&config).map_err(|e| RuntimeError::Engine(format!("{e:#}")))
 }
 
 /// The engine for components.

@@ -142,11 +142,14 @@ enum Runnable {
 impl PreparedGuest {
     /// Loads and checks `plan`'s binary and builds its WASI context.
     /// `engine` comes from [`crate::engine::new_engine`] for a module and
-    /// [`crate::engine::new_component_engine`] for a component.
+    /// [`crate::engine::new_component_engine`] for a component; a missing
+    /// module of at least `tiered_min_bytes` starts on baseline code (see
+    /// [`crate::tiered`]).
     pub fn prepare(
         engine: &Engine,
         cache: &ModuleCache,
         plan: &RunPlan,
+        tiered_min_bytes: u64,
     ) -> Result<Self, RuntimeError> {
         let wasm = std::fs::read(&plan.module_host_path).map_err(|source| RuntimeError::Read {
             path: plan.module_host_path.clone(),
@@ -158,7 +161,9 @@ impl PreparedGuest {
         };
         let (runnable, cache_outcome) = match plan.kind {
             WasmKind::Module => {
-                let (module, outcome) = cache.load_or_compile(engine, &wasm).map_err(invalid)?;
+                let (module, outcome) =
+                    crate::tiered::load_module(engine, cache, &wasm, tiered_min_bytes)
+                        .map_err(invalid)?;
                 (
                     Runnable::Module(ModuleGuest::prepare(module, plan)?),
                     outcome,

@@ -3,6 +3,8 @@
 //! - [`engine`]: the one `Engine` of a runner process, with its settings.
 //! - [`cache`]: the on-disk compiled-module cache, keyed by the module's
 //!   sha256 and the engine's settings, so a module is compiled once per node.
+//! - [`tiered`]: the first start of a big module on baseline code, while
+//!   the optimized code is compiled beside it for the later starts.
 //! - [`identity`]: rlimits and the switch to the container's user.
 //! - [`confine`]: the second wall, dropped into before the guest runs:
 //!   empty root, Landlock, capabilities, no_new_privs, seccomp.
@@ -28,6 +30,7 @@ pub mod logger;
 pub mod module;
 pub mod pidns;
 pub mod stdio;
+pub mod tiered;
 
 pub use guest::{ExitReason, PreparedGuest, OOM_EXIT_CODE, TRAP_EXIT_CODE};
 

@@ -11,6 +11,10 @@
 //! process with an empty root, a seccomp allow-list and next to no
 //! capabilities. Its exit code is the task's exit code; see
 //! `wasmbox_runtime::guest` for the list.
+//!
+//! `wasmbox-runner --optimize PATH` is its other job: the optimized compile
+//! of a module whose first start ran on baseline code (see
+//! `wasmbox_runtime::tiered`).
 
 use std::fs::File;
 use std::io::Read;
@@ -20,14 +24,17 @@ use std::time::Instant;
 
 use nix::unistd::Pid;
 use wasmbox_oci::protocol::{
-    read_plan, write_child, write_notice, write_status, OOM_NOTICE, START,
+    read_plan, write_child, write_notice, write_status, OOM_NOTICE, OPTIMIZE_NOTICE, START,
 };
-use wasmbox_oci::{Confinement, Preopen, RlimitPlan, RunPlan, SandboxPlan, UserPlan, WasmKind};
-use wasmbox_runtime::cache::ModuleCache;
+use wasmbox_oci::{
+    Confinement, Preopen, RlimitPlan, RunPlan, SandboxPlan, TieredCompile, UserPlan, WasmKind,
+};
+use wasmbox_runtime::cache::{CacheOutcome, ModuleCache};
 use wasmbox_runtime::confine::{before_fork, confine_guest, confine_supervisor, Prepared};
 use wasmbox_runtime::engine::{new_component_engine, new_engine};
 use wasmbox_runtime::identity::apply_rlimits;
 use wasmbox_runtime::pidns::{fork_into_namespace, ParentWatch};
+use wasmbox_runtime::tiered::tiered_min_bytes;
 use wasmbox_runtime::{ExitReason, PreparedGuest};
 
 /// Exit code when the runner itself cannot work (bad invocation, broken pipe).
@@ -98,6 +105,16 @@ fn parse_fd(text: &str) -> Result<RawFd, String> {
 }
 
 fn main() -> ExitCode {
+    let mut argv = std::env::args_os().skip(1);
+    if argv.next().is_some_and(|flag| flag == "--optimize") {
+        return match argv.next() {
+            Some(path) if argv.next().is_none() => optimize(std::path::Path::new(&path)),
+            _ => {
+                eprintln!("wasmbox-runner: --optimize takes one path, the module's");
+                ExitCode::from(RUNNER_FAILURE)
+            }
+        };
+    }
     let args = match parse_args() {
         Ok(args) => args,
         Err(e) => {
@@ -143,8 +160,13 @@ fn main() -> ExitCode {
             .map_err(|e| e.to_string())?;
             let engine_ms = ms(t);
             let t = Instant::now();
-            let guest =
-                PreparedGuest::prepare(&engine, &cache, &plan).map_err(|e| e.to_string())?;
+            let baseline_from = match plan.tiered_compile {
+                TieredCompile::Auto => tiered_min_bytes(),
+                TieredCompile::On => 0,
+                TieredCompile::Off => u64::MAX,
+            };
+            let guest = PreparedGuest::prepare(&engine, &cache, &plan, baseline_from)
+                .map_err(|e| e.to_string())?;
             let prepare_ms = ms(t);
             let t = Instant::now();
             let confined = confine_self(&who, &entered)?;
@@ -161,6 +183,10 @@ fn main() -> ExitCode {
         Ok(guest) => guest,
         Err(code) => return code,
     };
+    if guest.cache_outcome == CacheOutcome::Baseline {
+        // The shim has the optimized code compiled for the next start.
+        let _ = write_notice(&mut status, OPTIMIZE_NOTICE);
+    }
     if !wait_for_start(control) {
         return ExitCode::SUCCESS;
     }
@@ -173,6 +199,37 @@ fn main() -> ExitCode {
     let code = reason.exit_code();
     // Exit codes are 8 bits; proc_exit's i32 is truncated as the kernel would.
     std::process::exit(code)
+}
+
+/// `wasmbox-runner --optimize PATH`, which the shim runs beside a guest
+/// that started on baseline code: the optimized compile of the module at
+/// PATH into the cache (see `wasmbox_runtime::tiered`). One line on
+/// stdout says how it went, for the shim's log.
+fn optimize(path: &std::path::Path) -> ExitCode {
+    // It never outlives the shim that waits for it, even one SIGKILLed.
+    let shim = nix::unistd::getppid();
+    if nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).is_err()
+        || nix::unistd::getppid() != shim
+    {
+        println!("no optimized code for {}: the shim is gone", path.display());
+        return ExitCode::FAILURE;
+    }
+    match wasmbox_runtime::tiered::optimize(path, &ModuleCache::from_env()) {
+        Ok(done) => {
+            println!(
+                "optimized code for {} in {:.0} ms: cache={} confined={}",
+                path.display(),
+                done.millis,
+                done.outcome.as_str(),
+                done.confined
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("no optimized code for {}: {e}", path.display());
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// A pod sandbox (CRI's pause container): no guest, only a process that

@@ -17,6 +17,7 @@ mod features;
 mod lifecycle;
 mod namespaces;
 mod oom;
+mod optimize;
 mod rootfs;
 mod runner;
 mod serve;

@@ -21,8 +21,13 @@ use crate::namespaces::NamespacePlan;
 /// Environment variable that points at another runner binary.
 const RUNNER_ENV: &str = "WASMBOX_RUNNER";
 /// Passed through to the runner: where the compiled-module cache lives,
-/// and whether its seccomp filters log what they deny.
-const PASSED_ENV: &[&str] = &["WASMBOX_CACHE_DIR", "WASMBOX_SECCOMP_LOG"];
+/// whether its seccomp filters log what they deny, and from what size a
+/// module's first start runs baseline code.
+const PASSED_ENV: &[&str] = &[
+    "WASMBOX_CACHE_DIR",
+    "WASMBOX_SECCOMP_LOG",
+    "WASMBOX_TIERED_MIN_BYTES",
+];
 
 /// The runner binary: `$WASMBOX_RUNNER`, or `wasmbox-runner` next to the shim.
 fn runner_path() -> std::io::Result<PathBuf> {
@@ -30,6 +35,22 @@ fn runner_path() -> std::io::Result<PathBuf> {
         return Ok(PathBuf::from(path));
     }
     Ok(std::env::current_exe()?.with_file_name("wasmbox-runner"))
+}
+
+/// A command for the runner binary, with the environment passed on to it
+/// and nothing else, in `/`. Returns the binary's path too, for errors.
+pub fn runner_command() -> Result<(Command, PathBuf), String> {
+    let runner = runner_path().map_err(|e| format!("cannot locate wasmbox-runner: {e}"))?;
+    let mut command = Command::new(&runner);
+    command
+        .env_clear()
+        .envs(
+            PASSED_ENV
+                .iter()
+                .filter_map(|name| Some((name, std::env::var_os(name)?))),
+        )
+        .current_dir("/");
+    Ok((command, runner))
 }
 
 /// What a runner is started for.
@@ -96,11 +117,9 @@ pub fn spawn(
     exits: &ExitRegistry,
     namespaces: &NamespacePlan,
 ) -> Result<SpawnedRunner, String> {
-    let runner = runner_path().map_err(|e| format!("cannot locate wasmbox-runner: {e}"))?;
+    let (mut command, runner) = runner_command()?;
     let (control_read, control_write) = pipe()?;
     let (status_read, status_write) = pipe()?;
-
-    let mut command = Command::new(&runner);
     command
         .arg("--id")
         .arg(id)
@@ -115,13 +134,6 @@ pub fn spawn(
                 .flat_map(|pid| ["--pid-namespace", pid.as_arg()]),
         )
         .args(matches!(mode, RunnerMode::Sandbox(_)).then_some("--sandbox"))
-        .env_clear()
-        .envs(
-            PASSED_ENV
-                .iter()
-                .filter_map(|name| Some((name, std::env::var_os(name)?))),
-        )
-        .current_dir("/")
         .stdin(stdio.stdin)
         .stdout(stdio.stdout)
         .stderr(stdio.stderr);

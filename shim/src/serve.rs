@@ -62,8 +62,9 @@ pub async fn serve(flags: Flags) -> Result<()> {
 
     let ttrpc_address = std::env::var("TTRPC_ADDRESS").context("TTRPC_ADDRESS is not set")?;
     let publisher = EventPublisher::new(&ttrpc_address);
-    let task: Arc<dyn containerd_shim::Task + Send + Sync> =
-        Arc::new(shim.task_service(publisher.clone()).await);
+    let service = shim.task_service(publisher.clone()).await;
+    let shared = service.shared();
+    let task: Arc<dyn containerd_shim::Task + Send + Sync> = Arc::new(service);
 
     let mut services = create_task(task.clone());
     let v2 = create_task(task)
@@ -106,6 +107,12 @@ pub async fn serve(flags: Flags) -> Result<()> {
         );
     }
     let _ = std::fs::remove_file(&socket_path);
+    // No compile outlives the shim (the socket is gone already: containerd
+    // starts a new shim for a new container meanwhile).
+    shared
+        .optimizer
+        .finish(crate::optimize::OPTIMIZE_WITHIN)
+        .await;
     Ok(())
 }
 

@@ -84,6 +84,7 @@ impl TaskService {
                     containerd_address: containerd_address.to_string(),
                     exits: ExitRegistry::default(),
                     publisher,
+                    optimizer: Default::default(),
                 }),
                 containers: Mutex::new(HashMap::new()),
                 exit_signal,
@@ -161,6 +162,12 @@ impl TaskService {
                     .await;
             }
         });
+    }
+
+    /// What the containers share: for the shim's exit, which waits for
+    /// the optimized compiles.
+    pub fn shared(&self) -> Arc<Shared> {
+        self.inner.shared.clone()
     }
 
     async fn entry(&self, id: &str) -> ttrpc::Result<Arc<Entry>> {

@@ -1,5 +1,5 @@
-//! A module that takes seconds to compile, under CRI: its compile is the
-//! container's (cgroup), the pod's shim answers meanwhile, and a start the
+//! A module that takes seconds to compile, under CRI, with tiering off
+//! (`WASMBOX_TIERED_COMPILE=off`): its compile is the container's (cgroup), the pod's shim answers meanwhile, and a start the
 //! kubelet gives up on leaves nothing behind.
 
 use std::time::Duration;
@@ -42,6 +42,16 @@ fn cgroup_cpu_ns(pid: u32) -> Option<(u64, String)> {
     })
 }
 
+/// A container whose first start waits for the optimized code (tiered
+/// compiles are tests/tiered.rs's).
+fn optimizing(mut config: k8s_cri::v1::ContainerConfig) -> k8s_cri::v1::ContainerConfig {
+    config.envs.push(k8s_cri::v1::KeyValue {
+        key: "WASMBOX_TIERED_COMPILE".into(),
+        value: "off".into(),
+    });
+    config
+}
+
 /// A 100 MiB module takes seconds to compile. The compile runs in the
 /// container's cgroup, so its CPU is the container's, and the pod's shim
 /// goes on answering for its other containers meanwhile. A StartContainer
@@ -61,7 +71,7 @@ fn a_long_compile_is_the_containers_and_a_start_given_up_on_leaves_nothing() {
 
     // Given up on after 2 s, mid-compile; the compile's CPU is counted
     // in the container's cgroup meanwhile.
-    let container = Cri::container_config("given-up", image, &["/app.wasm"]);
+    let container = optimizing(Cri::container_config("given-up", image, &["/app.wasm"]));
     let given_up = cri
         .create_container(&pod, container, &config)
         .expect("CreateContainer");
@@ -124,7 +134,7 @@ fn a_long_compile_is_the_containers_and_a_start_given_up_on_leaves_nothing() {
     );
 
     // The kubelet's next try.
-    let container = Cri::container_config("retried", image, &["/app.wasm"]);
+    let container = optimizing(Cri::container_config("retried", image, &["/app.wasm"]));
     let retried = cri
         .create_container(&pod, container, &config)
         .expect("CreateContainer");

@@ -1,7 +1,7 @@
 //! Faults a node sees on its worst day, and what they must not leave
 //! behind: a shim killed with SIGKILL, for a wasm and a native container.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasmbox_tests::proc_status::shim_of;
 use wasmbox_tests::{
@@ -80,10 +80,20 @@ fn a_shim_killed_with_sigkill_leaves_no_cgroup_process_or_mount() {
             Duration::from_secs(20),
             || !cd.bundle_of(id).exists(),
         );
+        let gone = Instant::now() + Duration::from_secs(10);
+        while socket.exists() && Instant::now() < gone {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         assert!(
             !socket.exists(),
-            "{id}'s dead shim left its socket {}",
-            socket.display()
+            "{id}'s dead shim left its socket {} (a server answers there: {}); containerd's log:\n{}",
+            socket.display(),
+            std::os::unix::net::UnixStream::connect(&socket).is_ok(),
+            cd.log()
+                .lines()
+                .filter(|l| l.contains(id) || l.contains("shim socket"))
+                .collect::<Vec<_>>()
+                .join("\n")
         );
         assert_success(&cd.ctr(&run), &format!("{id} run again"));
         wait_until(

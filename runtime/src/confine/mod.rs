@@ -57,6 +57,8 @@ pub enum ConfineError {
     AppArmor { profile: String, reason: String },
     #[error("process.oomScoreAdj {value}: {reason}")]
     OomScoreAdj { value: i32, reason: String },
+    #[error("cannot lower the compile's CPU priority to SCHED_IDLE: {0}")]
+    Scheduler(String),
     #[error("cannot set no_new_privs: {0}")]
     NoNewPrivs(String),
     #[error("the runner has {threads} threads and can only confine itself with one")]
@@ -112,6 +114,41 @@ pub fn confine_guest(
         } else {
             ""
         }
+    ))
+}
+
+/// Confines `wasmbox-runner --optimize`, which compiles a module it has
+/// already read into `cache_dir`: still root (the cache is root's), but
+/// with no capabilities, files beneath the cache only, SCHED_IDLE (it gets
+/// the CPU no container wants), and the guest's allow-list without sockets.
+/// Returns what it got, for the shim's log.
+pub fn confine_compiler(cache_dir: &std::path::Path) -> Result<String, ConfineError> {
+    ensure_single_threaded()?;
+    let idle = nix::libc::sched_param { sched_priority: 0 };
+    // SAFETY: a plain system call on this thread, with a valid parameter.
+    if unsafe { nix::libc::sched_setscheduler(0, nix::libc::SCHED_IDLE, &idle) } != 0 {
+        return Err(ConfineError::Scheduler(
+            std::io::Error::last_os_error().to_string(),
+        ));
+    }
+    let own_filter = seccomp::compiler_filter(nix::unistd::getpid().as_raw())?;
+    let cache = Preopen {
+        host_path: cache_dir.to_path_buf(),
+        guest_path: String::new(),
+        read_only: false,
+        id_mappings: None,
+    };
+    let landlock = root::restrict_files(&[cache], true)?;
+    let root = UserPlan {
+        uid: 0,
+        gid: 0,
+        additional_gids: Vec::new(),
+    };
+    let kept = capabilities::drop_to(None, &root)?;
+    seal(&own_filter, None)?;
+    Ok(format!(
+        "{},seccomp=wasmbox-compile,caps={kept},nnp=1,sched=idle",
+        root::landlock_summary(landlock)
     ))
 }
 

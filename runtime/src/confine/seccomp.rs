@@ -1,6 +1,7 @@
 //! wasmbox's own seccomp allow-lists, built with libseccomp: one for a
-//! runner that runs a guest (or holds a pod's namespaces) and a much
-//! shorter one for the PID-namespace parent that only supervises. The
+//! runner that runs a guest (or holds a pod's namespaces), the same without
+//! sockets for the process that compiles optimized code for the cache, and
+//! a much shorter one for the PID-namespace parent that only supervises. The
 //! spec's profile is stacked on them (see [`super::spec_seccomp`]).
 //!
 //! The allow-lists name what wasmtime, wasmtime-wasi, tokio, hyper and
@@ -257,28 +258,13 @@ fn eq64(arg: u32, value: u64) -> ScmpArgCompare {
 pub fn guest_filter(pid: i32) -> Result<ScmpFilterContext, ConfineError> {
     let mut filter = allow_list(SUPERVISOR_SYSCALLS.iter().chain(GUEST_SYSCALLS))?;
     allow_stacking(&mut filter)?;
+    own_process_rules(&mut filter, pid)?;
     let mut rule = |name: &str, action: ScmpAction, args: &[ScmpArgCompare]| {
         add(&mut filter, name, action, args)
     };
-    rule("tgkill", ScmpAction::Allow, &[eq(0, pid as u64)])?;
-    rule(
-        "clone",
-        ScmpAction::Allow,
-        &[ScmpArgCompare::new(
-            0,
-            ScmpCompareOp::MaskedEqual(NAMESPACE_FLAGS),
-            0,
-        )],
-    )?;
-    rule("clone3", ScmpAction::Errno(libc::ENOSYS), &[])?;
     for ioctl in IOCTLS {
         rule("ioctl", ScmpAction::Allow, &[eq64(1, *ioctl)])?;
     }
-    for option in PRCTL_OPTIONS {
-        rule("prctl", ScmpAction::Allow, &[eq(0, *option)])?;
-    }
-    // getrlimit only: prlimit64 on itself without a new limit.
-    rule("prlimit64", ScmpAction::Allow, &[eq(0, 0), eq64(2, 0)])?;
     for family in [libc::AF_INET, libc::AF_INET6] {
         for kind in [libc::SOCK_STREAM, libc::SOCK_DGRAM] {
             rule(
@@ -308,6 +294,47 @@ pub fn guest_filter(pid: i32) -> Result<ScmpFilterContext, ConfineError> {
         ],
     )?;
     Ok(filter)
+}
+
+/// The filter for `wasmbox-runner --optimize`, which compiles a module
+/// for the cache: the guest's list without sockets, ioctls or stacking,
+/// plus the lock on the cache entry.
+pub fn compiler_filter(pid: i32) -> Result<ScmpFilterContext, ConfineError> {
+    let mut filter = allow_list(
+        SUPERVISOR_SYSCALLS
+            .iter()
+            .chain(GUEST_SYSCALLS)
+            .chain(&["flock"]),
+    )?;
+    own_process_rules(&mut filter, pid)?;
+    Ok(filter)
+}
+
+/// Threads without namespaces, signals to itself only, the prctl options
+/// the runtime uses, and getrlimit.
+fn own_process_rules(filter: &mut ScmpFilterContext, pid: i32) -> Result<(), ConfineError> {
+    add(filter, "tgkill", ScmpAction::Allow, &[eq(0, pid as u64)])?;
+    add(
+        filter,
+        "clone",
+        ScmpAction::Allow,
+        &[ScmpArgCompare::new(
+            0,
+            ScmpCompareOp::MaskedEqual(NAMESPACE_FLAGS),
+            0,
+        )],
+    )?;
+    add(filter, "clone3", ScmpAction::Errno(libc::ENOSYS), &[])?;
+    for option in PRCTL_OPTIONS {
+        add(filter, "prctl", ScmpAction::Allow, &[eq(0, *option)])?;
+    }
+    // getrlimit only: prlimit64 on itself without a new limit.
+    add(
+        filter,
+        "prlimit64",
+        ScmpAction::Allow,
+        &[eq(0, 0), eq64(2, 0)],
+    )
 }
 
 /// The filter for the PID-namespace parent of `child`.

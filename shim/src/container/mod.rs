@@ -62,12 +62,14 @@ impl ContainerError {
 pub type Result<T> = std::result::Result<T, ContainerError>;
 
 /// What every container of one shim shares: containerd's address and
-/// namespace, the exit registry, and the event publisher.
+/// namespace, the exit registry, the event publisher, and the optimized
+/// compiles it runs.
 pub struct Shared {
     pub namespace: String,
     pub containerd_address: String,
     pub exits: ExitRegistry,
     pub publisher: EventPublisher,
+    pub optimizer: crate::optimize::Optimizer,
 }
 
 impl Shared {

@@ -15,7 +15,7 @@ use containerd_shim::protos::protobuf::well_known_types::any::Any;
 use containerd_shim::protos::types::task::{ProcessInfo, Status};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use wasmbox_oci::protocol::{parse_log, read_notice, OOM_NOTICE};
+use wasmbox_oci::protocol::{parse_log, read_notice, OOM_NOTICE, OPTIMIZE_NOTICE};
 
 use super::options::RuntimeOptions;
 use super::{timestamp, Container, ContainerError, CreateRequest, Deleted, Result, Shared};
@@ -122,6 +122,10 @@ impl WasmContainer {
         };
         let spawn_at = Instant::now();
         let runs = mode.describe().to_string();
+        let module_host_path = match &mode {
+            RunnerMode::Guest(plan) => Some(plan.module_host_path.clone()),
+            RunnerMode::Sandbox(_) => None,
+        };
         let mut cgroup = cgroup;
         let spawned = runner::spawn(&id, mode, stdio, &shared.exits, &namespaces).map_err(|e| {
             cgroup.destroy();
@@ -149,9 +153,8 @@ impl WasmContainer {
             create_started.elapsed().as_secs_f64() * 1000.0,
             prepared.details
         );
-        shared
-            .exits
-            .set_notices(runner_pid, watch_notices(&id, prepared.notices));
+        let notices = watch_notices(shared, &id, module_host_path, prepared.notices);
+        shared.exits.set_notices(runner_pid, notices);
         if let Err(e) = std::fs::write(bundle.join("runner.pid"), runner_pid.to_string()) {
             log::warn!(
                 "cannot record the runner's pid in {}: {e}",
@@ -214,16 +217,30 @@ impl WasmContainer {
 }
 
 /// Reads the runner's notices until it exits: log lines go to containerd's
-/// log; whether its guest stopped for memory goes to the exit watcher (at
+/// log; a guest on baseline code gets its `module`'s optimized compile
+/// started; whether its guest stopped for memory goes to the exit watcher (at
 /// the OOM notice, or `false` at the end), which publishes TaskOOM (CRI's
 /// reason OOMKilled) before the TaskExit of the same exit.
-fn watch_notices(id: &str, mut notices: std::io::BufReader<File>) -> RunnerNotices {
+fn watch_notices(
+    shared: &Arc<Shared>,
+    id: &str,
+    module: Option<PathBuf>,
+    mut notices: std::io::BufReader<File>,
+) -> RunnerNotices {
+    let shared = shared.clone();
     let id = id.to_string();
+    let handle = tokio::runtime::Handle::current();
     let (ended, end) = tokio::sync::watch::channel(None);
     std::thread::spawn(move || {
         while let Ok(Some(notice)) = read_notice(&mut notices) {
             if let Some((level, message)) = parse_log(&notice) {
                 crate::runner::log_runner_line(&id, level, message);
+            } else if let Some(module) = module.clone().filter(|_| notice == OPTIMIZE_NOTICE) {
+                // From the runtime's thread, which lives as long as the
+                // shim: the compile's parent-death signal follows the
+                // thread that spawned it, and this one ends with the runner.
+                let (shared, id) = (shared.clone(), id.clone());
+                handle.spawn(async move { shared.optimizer.start(&shared.exits, &id, &module) });
             } else if notice == OOM_NOTICE {
                 log::info!("container {id}: guest stopped for memory");
                 let _ = ended.send(Some(true));

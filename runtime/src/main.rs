@@ -155,7 +155,7 @@ fn main() -> ExitCode {
             let t = Instant::now();
             let engine = match plan.kind {
                 WasmKind::Module => new_engine(),
-                WasmKind::Component => new_component_engine(),
+                WasmKind::Component => new_component_engine(plan.memory_limit),
             }
             .map_err(|e| e.to_string())?;
             let engine_ms = ms(t);

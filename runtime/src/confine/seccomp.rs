@@ -209,10 +209,18 @@ const NAMESPACE_FLAGS: u64 = (libc::CLONE_NEWNS
     | libc::CLONE_NEWCGROUP
     | libc::CLONE_NEWTIME) as u64;
 
+/// `PAGEMAP_SCAN`, `_IOWR('f', 16, struct pm_scan_arg)` (96 bytes), which
+/// the libc crate does not name yet.
+const PAGEMAP_SCAN: u64 = 0xc060_6610;
+
 /// ioctls of a WASI host: non-blocking and close-on-exec toggles, bytes
-/// readable, and whether stdio is a terminal. Not TIOCSTI, not anything
+/// readable, and whether stdio is a terminal; and PAGEMAP_SCAN, with which
+/// wasmtime's pooling allocator finds the pages a request dirtied (on the
+/// /proc/self/pagemap it opened before the root was emptied: a process's
+/// own page flags, nothing of anyone else's). Not TIOCSTI, not anything
 /// that configures a device.
 const IOCTLS: &[u64] = &[
+    PAGEMAP_SCAN,
     libc::FIONBIO,
     libc::FIONREAD,
     libc::FIOCLEX,

@@ -41,9 +41,13 @@ fn base_config() -> Config {
     config
 }
 
+fn build(config: &Config) -> Result<Engine, RuntimeError> {
+    Engine::new(config).map_err(|e| RuntimeError::Engine(format!("{e:#}")))
+}
+
 /// The engine for core modules.
 pub fn new_engine() -> Result<Engine, RuntimeError> {
-    Engine::new(&base_config()).map_err(|e| RuntimeError::Engine(format!("{e:#}")))
+    build(&base_config())
 }
 
 /// The engine for the first start of a big core module: Winch, the
@@ -52,7 +56,7 @@ pub fn new_engine() -> Result<Engine, RuntimeError> {
 pub fn new_baseline_engine() -> Result<Engine, RuntimeError> {
     let mut config = base_config();
     config.strategy(Strategy::Winch);
-    Engine::new(&config).map_err(|e| RuntimeError::Engine(format!("{e:#}")))
+    build(&config)
 }
 
 /// How many freed slots, with their resident pages, the pool keeps warm:
@@ -88,7 +92,7 @@ pub fn new_component_engine(memory_limit: Option<u64>) -> Result<Engine, Runtime
         .pagemap_scan(Enabled::Auto)
         .max_unused_warm_slots(warm_slots(memory_limit));
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-    Engine::new(&config).map_err(|e| RuntimeError::Engine(format!("{e:#}")))
+    build(&config)
 }
 
 #[cfg(test)]

@@ -26,15 +26,13 @@ use nix::unistd::Pid;
 use wasmbox_oci::protocol::{
     read_plan, write_child, write_notice, write_status, OOM_NOTICE, OPTIMIZE_NOTICE, START,
 };
-use wasmbox_oci::{
-    Confinement, Preopen, RlimitPlan, RunPlan, SandboxPlan, TieredCompile, UserPlan, WasmKind,
-};
+use wasmbox_oci::{Confinement, Preopen, RlimitPlan, RunPlan, SandboxPlan, UserPlan, WasmKind};
 use wasmbox_runtime::cache::{CacheOutcome, ModuleCache};
 use wasmbox_runtime::confine::{before_fork, confine_guest, confine_supervisor, Prepared};
 use wasmbox_runtime::engine::{new_component_engine, new_engine};
 use wasmbox_runtime::identity::apply_rlimits;
 use wasmbox_runtime::pidns::{fork_into_namespace, ParentWatch};
-use wasmbox_runtime::tiered::tiered_min_bytes;
+use wasmbox_runtime::tiered::baseline_from;
 use wasmbox_runtime::{ExitReason, PreparedGuest};
 
 /// Exit code when the runner itself cannot work (bad invocation, broken pipe).
@@ -160,11 +158,7 @@ fn main() -> ExitCode {
             .map_err(|e| e.to_string())?;
             let engine_ms = ms(t);
             let t = Instant::now();
-            let baseline_from = match plan.tiered_compile {
-                TieredCompile::Auto => tiered_min_bytes(),
-                TieredCompile::On => 0,
-                TieredCompile::Off => u64::MAX,
-            };
+            let baseline_from = baseline_from(plan.tiered_compile);
             let guest = PreparedGuest::prepare(&engine, &cache, &plan, baseline_from)
                 .map_err(|e| e.to_string())?;
             let prepare_ms = ms(t);

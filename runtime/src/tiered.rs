@@ -7,8 +7,8 @@
 //! a fraction of that time into slower code. So:
 //!
 //! - A start finds the optimized code in the cache: it runs that (a hit).
-//! - A start of a core module of at least [`tiered_min_bytes`] that misses
-//!   compiles it with Winch, in memory, and runs that
+//! - A start of a core module that misses, of at least the size
+//!   [`baseline_from`] gives, compiles it with Winch, in memory, and runs that
 //!   ([`CacheOutcome::Baseline`]). The runner then asks the shim for the
 //!   optimized compile ([`wasmbox_oci::protocol::OPTIMIZE_NOTICE`]), which
 //!   runs as `wasmbox-runner --optimize PATH` ([`optimize`]) beside the
@@ -25,6 +25,7 @@
 use std::path::Path;
 use std::time::Instant;
 
+use wasmbox_oci::TieredCompile;
 use wasmtime::{Engine, Module};
 
 use crate::cache::{CacheOutcome, ModuleCache};
@@ -38,12 +39,18 @@ pub const TIERED_MIN_BYTES_ENV: &str = "WASMBOX_TIERED_MIN_BYTES";
 /// second on this project's 2-core machines (the SQLite shell is 1.5 MB).
 pub const DEFAULT_TIERED_MIN_BYTES: u64 = 1 << 20;
 
-/// From what size on a missing module starts on baseline code; `off` (or
-/// any value that is not a number) turns tiering off.
-pub fn tiered_min_bytes() -> u64 {
-    match std::env::var(TIERED_MIN_BYTES_ENV) {
-        Err(_) => DEFAULT_TIERED_MIN_BYTES,
-        Ok(text) => text.trim().parse().unwrap_or(u64::MAX),
+/// From what size on a missing module starts on baseline code, as the
+/// container's `setting` and the node's threshold say: for `auto`, the
+/// node's `WASMBOX_TIERED_MIN_BYTES` (`off`, or any value that is not a
+/// number, turns tiering off).
+pub fn baseline_from(setting: TieredCompile) -> u64 {
+    match setting {
+        TieredCompile::On => 0,
+        TieredCompile::Off => u64::MAX,
+        TieredCompile::Auto => match std::env::var(TIERED_MIN_BYTES_ENV) {
+            Err(_) => DEFAULT_TIERED_MIN_BYTES,
+            Ok(text) => text.trim().parse().unwrap_or(u64::MAX),
+        },
     }
 }
 
@@ -127,19 +134,18 @@ pub fn optimize(path: &Path, cache: &ModuleCache) -> Result<Optimized, OptimizeE
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::tests::EMPTY_START;
 
-    /// `(module (func (export "_start")))`
-    const EMPTY_START: &[u8] = &[
-        0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x01, 0x04, 0x01, 0x60, 0x00, 0x00, 0x03,
-        0x02, 0x01, 0x00, 0x07, 0x0a, 0x01, 0x06, 0x5f, 0x73, 0x74, 0x61, 0x72, 0x74, 0x00, 0x00,
-        0x0a, 0x04, 0x01, 0x02, 0x00, 0x0b,
-    ];
+    /// An empty cache in a temporary directory, and the optimizing engine.
+    fn empty_cache() -> (tempfile::TempDir, ModuleCache, Engine) {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ModuleCache::new(dir.path().join("cache"), u64::MAX);
+        (dir, cache, new_engine().unwrap())
+    }
 
     #[test]
     fn a_missing_big_module_starts_on_baseline_code_and_stores_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = ModuleCache::new(dir.path().join("cache"), u64::MAX);
-        let engine = new_engine().unwrap();
+        let (_dir, cache, engine) = empty_cache();
         let (module, outcome) = load_module(&engine, &cache, EMPTY_START, 0).unwrap();
         assert_eq!(outcome, CacheOutcome::Baseline);
         assert!(module.get_export("_start").is_some());
@@ -155,18 +161,14 @@ mod tests {
 
     #[test]
     fn a_small_module_is_optimized_at_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = ModuleCache::new(dir.path().join("cache"), u64::MAX);
-        let engine = new_engine().unwrap();
+        let (_dir, cache, engine) = empty_cache();
         let (_, outcome) = load_module(&engine, &cache, EMPTY_START, 1 << 20).unwrap();
         assert_eq!(outcome, CacheOutcome::Compiled);
     }
 
     #[test]
     fn invalid_wasm_gets_the_optimizing_compiler_s_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = ModuleCache::new(dir.path().join("cache"), u64::MAX);
-        let engine = new_engine().unwrap();
+        let (_dir, cache, engine) = empty_cache();
         let error = load_module(&engine, &cache, b"\0asm\x01\0\0\0\x99", 0).unwrap_err();
         assert!(format!("{error:#}").contains("section"), "{error:#}");
     }

@@ -5,10 +5,10 @@
 //! reached the limit) itself, as a notice its exit waits for. The cgroup
 //! covers the rest: the kernel's OOM killer ending a process of the
 //! cgroup, a runner whose host-side memory outgrew the limit or a native
-//! container's process. When the
-//! container's process exits, the cgroup's `oom_kill` counter says whether
-//! that happened (cgroup v2 `memory.events`, v1 `memory.oom_control`),
-//! before the cgroup is removed at Delete.
+//! container's process. When the container's process exits, the cgroup's
+//! `oom_kill` counter says whether that happened (cgroup v2
+//! `memory.events`, v1 `memory.oom_control`), before the cgroup is removed
+//! at Delete.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -26,11 +26,12 @@ const NOTICES_END_WITHIN: Duration = Duration::from_secs(1);
 /// cgroup.
 pub async fn out_of_memory(owner: &ExitOwner) -> bool {
     if let Some(mut notices) = owner.notices.clone() {
+        // Past the bound, the runner said nothing (yet): not its OOM.
         let said = tokio::time::timeout(NOTICES_END_WITHIN, notices.wait_for(Option::is_some))
             .await
             .ok()
             .and_then(|ended| ended.ok().and_then(|end| *end))
-            .unwrap_or_else(|| notices.borrow().unwrap_or(false));
+            .unwrap_or(false);
         if said {
             return true;
         }

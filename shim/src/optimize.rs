@@ -83,27 +83,13 @@ impl Optimizer {
             module.display(),
             child.id()
         );
-        let mut readers = Vec::new();
-        for output in [
-            child
-                .stdout
-                .take()
-                .map(|out| Box::new(out) as Box<dyn std::io::Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|err| Box::new(err) as Box<dyn std::io::Read + Send>),
+        let readers = [
+            child.stdout.take().map(|out| log_lines(id, out)),
+            child.stderr.take().map(|err| log_lines(id, err)),
         ]
         .into_iter()
         .flatten()
-        {
-            let id = id.to_string();
-            readers.push(std::thread::spawn(move || {
-                for line in BufReader::new(output).lines().map_while(Result::ok) {
-                    log::info!("container {id}: {line}");
-                }
-            }));
-        }
+        .collect();
         self.running
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -153,4 +139,14 @@ impl Optimizer {
             .await;
         }
     }
+}
+
+/// Logs each line `output` gives as container `id`'s, until it ends.
+fn log_lines(id: &str, output: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<()> {
+    let id = id.to_string();
+    std::thread::spawn(move || {
+        for line in BufReader::new(output).lines().map_while(Result::ok) {
+            log::info!("container {id}: {line}");
+        }
+    })
 }

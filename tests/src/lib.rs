@@ -400,6 +400,15 @@ impl Containerd {
         found
     }
 
+    /// The pid of the first of this containerd's shims and runners whose
+    /// command line contains `needle`.
+    pub fn wasmbox_pid(&self, needle: &str) -> Option<u32> {
+        self.wasmbox_processes()
+            .into_iter()
+            .find(|p| p.contains(needle))
+            .and_then(|p| p.split(':').next()?.parse().ok())
+    }
+
     /// Mount points under this containerd's state dir (rootfs mounts).
     pub fn task_mounts(&self) -> Vec<String> {
         let state = format!("{}/", self.dir().join("state").display());

@@ -10,11 +10,7 @@ use wasmbox_tests::*;
 
 /// The runner of container `id`, if one runs.
 fn runner_of(cd: &Containerd, id: &str) -> Option<u32> {
-    let needle = format!("wasmbox-runner --id {id} ");
-    cd.wasmbox_processes()
-        .into_iter()
-        .find(|p| p.contains(&needle))
-        .and_then(|p| p.split(':').next()?.parse().ok())
+    cd.wasmbox_pid(&format!("wasmbox-runner --id {id} "))
 }
 
 /// CPU time (ns) the cpu accounting of `pid`'s cgroup has counted, and

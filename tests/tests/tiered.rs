@@ -10,10 +10,7 @@ use wasmbox_tests::*;
 
 /// The running `wasmbox-runner --optimize` of this containerd, if any.
 fn compile_process(cd: &Containerd) -> Option<u32> {
-    cd.wasmbox_processes()
-        .into_iter()
-        .find(|p| p.contains("wasmbox-runner --optimize "))
-        .and_then(|p| p.split(':').next()?.parse().ok())
+    cd.wasmbox_pid("wasmbox-runner --optimize ")
 }
 
 /// A field of /proc/PID/status, such as `CapEff`.

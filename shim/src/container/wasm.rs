@@ -232,6 +232,7 @@ fn watch_notices(
     let handle = tokio::runtime::Handle::current();
     let (ended, end) = tokio::sync::watch::channel(None);
     std::thread::spawn(move || {
+        let mut out_of_memory = false;
         while let Ok(Some(notice)) = read_notice(&mut notices) {
             if let Some((level, message)) = parse_log(&notice) {
                 crate::runner::log_runner_line(&id, level, message);
@@ -243,17 +244,13 @@ fn watch_notices(
                 handle.spawn(async move { shared.optimizer.start(&shared.exits, &id, &module) });
             } else if notice == OOM_NOTICE {
                 log::info!("container {id}: guest stopped for memory");
+                out_of_memory = true;
                 let _ = ended.send(Some(true));
             }
         }
-        // The end, unless an OOM notice already said how it ended.
-        ended.send_if_modified(|said| {
-            let unsaid = said.is_none();
-            if unsaid {
-                *said = Some(false);
-            }
-            unsaid
-        });
+        if !out_of_memory {
+            let _ = ended.send(Some(false));
+        }
     });
     end
 }

@@ -10,6 +10,11 @@
 //! claimed — but only for a while, and never handed to a process that
 //! started after them: pids are reused, and an exit of an orphan nobody
 //! watched must not make a later process with its pid look exited.
+//!
+//! A watched exit reaches its waiters (the Wait call, Delete) only once its
+//! events are queued ([`Exit::deliver`]): containerd is told TaskOOM, then
+//! TaskExit, then, after a Wait returned, TaskDelete, never the other way
+//! round.
 
 use std::collections::HashMap;
 use std::process::{Child, Command};
@@ -86,7 +91,22 @@ const UNCLAIMED_FOR: Duration = Duration::from_secs(60);
 
 /// Exits that were claimed only after they happened, for the TaskExit
 /// events nobody published yet.
-pub type LateExits = tokio::sync::mpsc::UnboundedReceiver<(ExitOwner, ExitInfo)>;
+pub type LateExits = tokio::sync::mpsc::UnboundedReceiver<Exit>;
+
+/// A watched process's exit, to report: whose it was and how it ended.
+/// Its waiters see it once it is delivered.
+pub struct Exit {
+    pub owner: ExitOwner,
+    pub info: ExitInfo,
+    waiters: watch::Sender<Option<ExitInfo>>,
+}
+
+impl Exit {
+    /// Tells the process's waiters; call it once its events are queued.
+    pub fn deliver(self) {
+        let _ = self.waiters.send(Some(self.info));
+    }
+}
 
 #[derive(Default)]
 pub struct ExitRegistry {
@@ -97,28 +117,37 @@ pub struct ExitRegistry {
 struct Inner {
     watchers: HashMap<i32, (ExitOwner, watch::Sender<Option<ExitInfo>>)>,
     unclaimed: HashMap<i32, ExitInfo>,
-    late: Option<tokio::sync::mpsc::UnboundedSender<(ExitOwner, ExitInfo)>>,
+    late: Option<tokio::sync::mpsc::UnboundedSender<Exit>>,
 }
 
 impl Inner {
     /// Watches `pid`, whose process started at `since` or later: an
     /// unclaimed exit from before then was another process's.
-    fn watch(&mut self, pid: i32, mut owner: ExitOwner, since: SystemTime) -> ExitReceiver {
+    fn watch(&mut self, pid: i32, owner: ExitOwner, since: SystemTime) -> ExitReceiver {
         let (tx, rx) = watch::channel(None);
         let claimed = self.unclaimed.remove(&pid).filter(|exit| exit.at >= since);
-        if let Some(exit) = claimed {
-            let _ = tx.send(Some(exit));
-            if !owner.silent {
-                if let Some(late) = &self.late {
-                    let mut event_owner = owner.clone();
-                    if event_owner.task_pid == 0 {
-                        event_owner.task_pid = pid as u32;
-                    }
-                    let _ = late.send((event_owner, exit));
-                }
+        if let Some(info) = claimed {
+            let mut exit = Exit {
+                owner,
+                info,
+                waiters: tx,
+            };
+            if exit.owner.task_pid == 0 {
+                exit.owner.task_pid = pid as u32;
             }
-            // Published now; the reaper will not report it again.
-            owner.silent = true;
+            // Delivered after its TaskExit by whoever takes the late
+            // exits, at once when there is no event. The process is gone:
+            // nothing is left to watch, and its pid may already be another
+            // process's.
+            match &self.late {
+                Some(late) if !exit.owner.silent => {
+                    if let Err(unsent) = late.send(exit) {
+                        unsent.0.deliver();
+                    }
+                }
+                _ => exit.deliver(),
+            }
+            return rx;
         }
         self.watchers.insert(pid, (owner, tx));
         rx
@@ -175,28 +204,35 @@ impl ExitRegistry {
         }
     }
 
-    /// Records an exit; returns whose it was, if anyone's.
-    pub fn notify(&self, pid: i32, code: i32) -> Option<(ExitOwner, ExitInfo)> {
-        let exit = ExitInfo {
+    /// Records an exit; returns whose it was, if anyone's, for its events
+    /// and then [`Exit::deliver`].
+    pub fn notify(&self, pid: i32, code: i32) -> Option<Exit> {
+        let info = ExitInfo {
             code: code as u32,
             at: SystemTime::now(),
         };
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        match inner.watchers.get(&pid) {
-            Some((owner, tx)) => {
-                let _ = tx.send(Some(exit));
-                let mut owner = owner.clone();
+        // A pid exits once: its watcher goes with the exit (the receivers
+        // keep the value), so that a later process given the same pid is
+        // never reported as this one, and a long-lived shim keeps nothing
+        // per process it ran.
+        match inner.watchers.remove(&pid) {
+            Some((mut owner, waiters)) => {
                 if owner.task_pid == 0 {
                     owner.task_pid = pid as u32;
                 }
-                Some((owner, exit))
+                Some(Exit {
+                    owner,
+                    info,
+                    waiters,
+                })
             }
             None => {
-                let now = exit.at;
+                let now = info.at;
                 inner.unclaimed.retain(|_, kept| {
                     now.duration_since(kept.at).unwrap_or_default() < UNCLAIMED_FOR
                 });
-                inner.unclaimed.insert(pid, exit);
+                inner.unclaimed.insert(pid, info);
                 None
             }
         }
@@ -223,25 +259,62 @@ mod tests {
         let started = SystemTime::now();
         let exit = registry.watch(4242, ExitOwner::container("later"), started);
         assert!(exit.borrow().is_none(), "a stale exit was delivered");
-        // Its own exit is.
-        let (owner, info) = registry.notify(4242, 0).expect("watched");
-        assert_eq!((owner.container.as_str(), info.code), ("later", 0));
+        // Its own exit is, once delivered.
+        let own = registry.notify(4242, 0).expect("watched");
+        assert_eq!((own.owner.container.as_str(), own.info.code), ("later", 0));
+        own.deliver();
         assert_eq!(exit.borrow().map(|e| e.code), Some(0));
     }
 
     #[test]
-    fn an_exit_before_the_watch_of_its_own_process_is_delivered() {
+    fn an_exit_reaches_its_waiters_only_once_delivered() {
+        let registry = ExitRegistry::default();
+        let exit = registry.watch(4545, ExitOwner::container("c"), SystemTime::now());
+        let reported = registry.notify(4545, 137).expect("watched");
+        // Its events are not queued yet: a Wait must not return.
+        assert!(exit.borrow().is_none());
+        reported.deliver();
+        assert_eq!(exit.borrow().map(|e| e.code), Some(137));
+    }
+
+    #[test]
+    fn an_exit_before_the_watch_of_its_own_process_is_delivered_after_its_event() {
         let registry = ExitRegistry::default();
         let started = SystemTime::now() - Duration::from_millis(5);
         let mut late = registry.late_exits();
         assert!(registry.notify(4343, 3).is_none());
         let exit = registry.watch(4343, ExitOwner::exec("c", "e1"), started);
-        assert_eq!(exit.borrow().map(|e| e.code), Some(3));
-        let (owner, info) = late.try_recv().expect("a TaskExit to publish");
+        assert!(exit.borrow().is_none(), "delivered before its TaskExit");
+        let reported = late.try_recv().expect("a TaskExit to publish");
         assert_eq!(
-            (owner.exec.as_str(), owner.task_pid, info.code),
+            (
+                reported.owner.exec.as_str(),
+                reported.owner.task_pid,
+                reported.info.code
+            ),
             ("e1", 4343, 3)
         );
+        reported.deliver();
+        assert_eq!(exit.borrow().map(|e| e.code), Some(3));
+    }
+
+    #[test]
+    fn a_watched_exit_is_not_kept_after_it_happened() {
+        let registry = ExitRegistry::default();
+        let exit = registry.watch(4444, ExitOwner::container("old"), SystemTime::now());
+        let reported = registry.notify(4444, 0).expect("watched");
+        assert_eq!(reported.owner.container, "old");
+        reported.deliver();
+        // The receiver still has the exit...
+        assert_eq!(exit.borrow().map(|e| e.code), Some(0));
+        assert!(registry.inner.lock().unwrap().watchers.is_empty());
+        // ...and an orphan given the pid later is nobody's, not "old"'s.
+        assert!(registry.notify(4444, 9).is_none());
+        // A watch that claims an exit at once keeps nothing either (with no
+        // one to publish events, it is delivered at once).
+        let claimed = registry.watch(4444, ExitOwner::exec("c", "e"), SystemTime::UNIX_EPOCH);
+        assert_eq!(claimed.borrow().map(|e| e.code), Some(9));
+        assert!(registry.inner.lock().unwrap().watchers.is_empty());
     }
 
     #[test]

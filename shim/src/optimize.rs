@@ -90,14 +90,15 @@ impl Optimizer {
         .into_iter()
         .flatten()
         .collect();
-        self.running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(Compile {
-                pid: child.id(),
-                exit,
-                output: readers,
-            });
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        // A long-lived pod shim keeps only the compiles still running; the
+        // output threads of an ended one end with its pipes.
+        running.retain(|compile| compile.exit.borrow().is_none());
+        running.push(Compile {
+            pid: child.id(),
+            exit,
+            output: readers,
+        });
     }
 
     /// Waits for every compile started so far, for `within` in all; kills

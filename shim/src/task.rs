@@ -32,7 +32,7 @@ use nix::sys::signal::Signal;
 use tokio::sync::Mutex;
 
 use crate::container::{self, timestamp, Container, ContainerError, CreateRequest, Shared};
-use crate::exits::ExitRegistry;
+use crate::exits::{ExitInfo, ExitOwner, ExitRegistry};
 use crate::rootfs;
 
 /// One container of this shim: its task pid, known from Create on, and
@@ -108,58 +108,23 @@ impl TaskService {
         let mut late = shared.exits.late_exits();
         tokio::spawn(async move {
             loop {
-                let (owner, exit, pid) = tokio::select! {
+                let reported = tokio::select! {
                     event = subscription.rx.recv() => {
                         let Some(event) = event else { break };
                         let Subject::Pid(pid) = event.subject else {
                             continue;
                         };
-                        let Some((owner, exit)) = shared.exits.notify(pid, event.exit_code) else {
+                        let Some(reported) = shared.exits.notify(pid, event.exit_code) else {
                             continue;
                         };
-                        (owner, exit, pid)
+                        reported
                     }
-                    Some((owner, exit)) = late.recv() => {
-                        let pid = owner.task_pid as i32;
-                        (owner, exit, pid)
-                    }
+                    Some(reported) = late.recv() => reported,
                 };
-                if owner.silent {
-                    continue;
+                if !reported.owner.silent {
+                    publish_exit(&shared, &reported.owner, reported.info).await;
                 }
-                if owner.exec.is_empty() && crate::oom::out_of_memory(&owner).await {
-                    shared
-                        .publish(TaskOOM {
-                            container_id: owner.container.clone(),
-                            ..Default::default()
-                        })
-                        .await;
-                }
-                log::info!(
-                    "container {}: process {pid}{} exited with {}",
-                    owner.container,
-                    if owner.exec.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" (exec {})", owner.exec)
-                    },
-                    exit.code
-                );
-                let id = if owner.exec.is_empty() {
-                    owner.container.clone()
-                } else {
-                    owner.exec.clone()
-                };
-                shared
-                    .publish(TaskExit {
-                        container_id: owner.container,
-                        id,
-                        pid: owner.task_pid,
-                        exit_status: exit.code,
-                        exited_at: MessageField::some(timestamp(exit.at)),
-                        ..Default::default()
-                    })
-                    .await;
+                reported.deliver();
             }
         });
     }
@@ -179,6 +144,45 @@ impl TaskService {
             .cloned()
             .ok_or_else(|| not_found(id))
     }
+}
+
+/// Publishes the events of a process's exit, in containerd's order:
+/// TaskOOM (a container's own process that ran out of memory), then
+/// TaskExit.
+async fn publish_exit(shared: &Shared, owner: &ExitOwner, exit: ExitInfo) {
+    if owner.exec.is_empty() && crate::oom::out_of_memory(owner).await {
+        shared
+            .publish(TaskOOM {
+                container_id: owner.container.clone(),
+                ..Default::default()
+            })
+            .await;
+    }
+    log::info!(
+        "container {}: process {}{} exited with {}",
+        owner.container,
+        owner.task_pid,
+        if owner.exec.is_empty() {
+            String::new()
+        } else {
+            format!(" (exec {})", owner.exec)
+        },
+        exit.code
+    );
+    shared
+        .publish(TaskExit {
+            container_id: owner.container.clone(),
+            id: if owner.exec.is_empty() {
+                owner.container.clone()
+            } else {
+                owner.exec.clone()
+            },
+            pid: owner.task_pid,
+            exit_status: exit.code,
+            exited_at: MessageField::some(timestamp(exit.at)),
+            ..Default::default()
+        })
+        .await;
 }
 
 #[async_trait]

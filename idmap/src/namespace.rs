@@ -8,10 +8,14 @@
 //! writes the helper's `uid_map` and `gid_map`, opens its `ns/user` and
 //! lets it go. The descriptor keeps the namespace alive with no process
 //! in it, for setns(2) and for MOUNT_ATTR_IDMAP.
+//!
+//! The caller may be in a PID namespace of its own that /proc (the host's)
+//! does not number its processes in: the helper's files are found by the
+//! pid /proc gives it, read from a pidfd's fdinfo.
 
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use nix::libc;
 use nix::sys::wait::waitpid;
@@ -86,9 +90,10 @@ pub fn user_namespace(maps: &IdMappings, owner: &str) -> Result<OwnedFd, IdmapEr
                     std::io::Error::from_raw_os_error(errno),
                 ));
             }
-            write_map(child, "uid_map", format!("{owner}.uidMappings"), &maps.uids)?;
-            write_map(child, "gid_map", format!("{owner}.gidMappings"), &maps.gids)?;
-            let namespace = File::open(format!("/proc/{child}/ns/user"))
+            let seen = proc_pid(child)?;
+            write_map(seen, "uid_map", format!("{owner}.uidMappings"), &maps.uids)?;
+            write_map(seen, "gid_map", format!("{owner}.gidMappings"), &maps.gids)?;
+            let namespace = File::open(format!("/proc/{seen}/ns/user"))
                 .map_err(|e| step_error("open the helper's ns/user", e))?;
             drop(helper);
             Ok(OwnedFd::from(namespace))
@@ -96,8 +101,30 @@ pub fn user_namespace(maps: &IdMappings, owner: &str) -> Result<OwnedFd, IdmapEr
     }
 }
 
+/// The pid /proc gives `child`, which this process's PID namespace
+/// numbers `child`: the same unless this process is in a PID namespace
+/// that /proc was not mounted for (PID 1 of a container's, say).
+fn proc_pid(child: Pid) -> Result<i32, IdmapError> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new
+    // descriptor, owned from here on.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, child.as_raw(), 0) };
+    if fd < 0 {
+        return Err(step_error(
+            "pidfd_open the helper",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    let pidfd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", pidfd.as_raw_fd()))
+        .map_err(|e| step_error("read the helper's pidfd fdinfo", e))?;
+    info.lines()
+        .find_map(|line| line.strip_prefix("Pid:")?.trim().parse().ok())
+        .filter(|pid: &i32| *pid > 0)
+        .ok_or_else(|| step_error("the helper's pidfd fdinfo", "it names no pid"))
+}
+
 fn write_map(
-    pid: Pid,
+    pid: i32,
     file: &str,
     field: String,
     mappings: &[IdMapping],

@@ -11,9 +11,7 @@
 //!   it stays open for notices about the running guest: `optimize` when the
 //!   guest runs on baseline code and the shim should have the optimized
 //!   code compiled into the cache, and `oom` when the guest was stopped for
-//!   memory. It closes when the runner exits. A runner that
-//!   forks into a PID namespace also writes `child <pid>` there, before or
-//!   after the status, so the shim can put the child in the cgroup too.
+//!   memory. It closes when the runner exits.
 //!
 //! Any time, a runner may also write `log <level> <message>` there: its
 //! own log (the cache's warnings, say), which the shim writes to
@@ -105,14 +103,6 @@ pub fn read_notice(r: &mut impl BufRead) -> io::Result<Option<String>> {
     Ok(Some(line.trim_end().to_string()))
 }
 
-/// The line a runner that forked into a PID namespace writes for its
-/// child: `child <pid>`, the pid as the shim sees it. The shim moves that
-/// process into the container's cgroup too.
-pub fn write_child(mut w: impl Write, pid: u32) -> io::Result<()> {
-    w.write_all(format!("child {pid}\n").as_bytes())?;
-    w.flush()
-}
-
 /// Writes one line of the runner's log: `log <level> <message>`.
 pub fn write_log(mut w: impl Write, level: &str, message: &str) -> io::Result<()> {
     w.write_all(format!("log {level} {}\n", message.replace('\n', " ")).as_bytes())?;
@@ -130,15 +120,13 @@ pub fn parse_log(line: &str) -> Option<(&str, &str)> {
 pub enum StatusLine {
     /// What [`write_log`] wrote: level and message.
     Log(String, String),
-    /// What [`write_child`] wrote. It can come before or after the status.
-    Child(u32),
     /// `ok`, with its details.
     Ready(String),
     /// The runner cannot run the guest, and says why.
     Failed(String),
 }
 
-/// Reads what [`write_status`] or [`write_child`] wrote. A runner that
+/// Reads what [`write_status`] or [`write_log`] wrote. A runner that
 /// closed the pipe without a status (it crashed or was killed) gives
 /// `Failed`, saying so.
 pub fn read_status_line(r: &mut impl BufRead) -> io::Result<StatusLine> {
@@ -153,8 +141,6 @@ pub fn read_status_line(r: &mut impl BufRead) -> io::Result<StatusLine> {
                 StatusLine::Log(level.to_string(), message.to_string())
             } else if let Some(message) = line.strip_prefix("error ") {
                 StatusLine::Failed(message.to_string())
-            } else if let Some(pid) = line.strip_prefix("child ").and_then(|pid| pid.parse().ok()) {
-                StatusLine::Child(pid)
             } else if line.is_empty() {
                 StatusLine::Failed("the wasm runner exited before it was ready".to_string())
             } else {
@@ -220,16 +206,11 @@ mod tests {
         );
         let mut buf = Vec::new();
         write_status(&mut buf, Ok("cache=hit")).unwrap();
-        write_child(&mut buf, 4242).unwrap();
         write_notice(&mut buf, OOM_NOTICE).unwrap();
         let mut reader = &buf[..];
         assert_eq!(
             read_status_line(&mut reader).unwrap(),
             StatusLine::Ready("cache=hit".to_string())
-        );
-        assert_eq!(
-            read_status_line(&mut reader).unwrap(),
-            StatusLine::Child(4242)
         );
         assert_eq!(
             read_notice(&mut reader).unwrap().as_deref(),

@@ -9,7 +9,7 @@
 //! - [`confine`]: the second wall, dropped into before the guest runs:
 //!   empty root, Landlock, capabilities, no_new_privs, seccomp.
 //! - [`stdio`]: the guest's stdout and stderr, which survive a reader going away.
-//! - [`pidns`]: the fork that puts the guest inside a PID namespace.
+//! - [`pidns`]: the runner as PID 1 of its container's PID namespace.
 //! - [`limits`]: the guest's memory limit, and telling an OOM from a trap.
 //! - [`guest`]: loading a [`wasmbox_oci::RunPlan`]'s binary, checking it can
 //!   run (valid, imports satisfied, something to call) and running it, as

@@ -22,37 +22,23 @@ use std::os::fd::{FromRawFd, RawFd};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use nix::unistd::Pid;
 use wasmbox_oci::protocol::{
-    read_plan, write_child, write_notice, write_status, OOM_NOTICE, OPTIMIZE_NOTICE, START,
+    read_plan, write_notice, write_status, OOM_NOTICE, OPTIMIZE_NOTICE, START,
 };
 use wasmbox_oci::{Confinement, Preopen, RlimitPlan, RunPlan, SandboxPlan, UserPlan, WasmKind};
 use wasmbox_runtime::cache::{CacheOutcome, ModuleCache};
-use wasmbox_runtime::confine::{before_fork, confine_guest, confine_supervisor, Prepared};
+use wasmbox_runtime::confine::{confine_guest, prepare, Prepared};
 use wasmbox_runtime::engine::{new_component_engine, new_engine};
 use wasmbox_runtime::identity::apply_rlimits;
-use wasmbox_runtime::pidns::{fork_into_namespace, ParentWatch};
 use wasmbox_runtime::tiered::baseline_from;
 use wasmbox_runtime::{ExitReason, PreparedGuest};
 
 /// Exit code when the runner itself cannot work (bad invocation, broken pipe).
 const RUNNER_FAILURE: u8 = 125;
 
-/// How the guest enters its PID namespace.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum PidNamespace {
-    /// A new one: the runner unshares it (after it made any user
-    /// namespace: the helper would be its init), then forks.
-    New,
-    /// The pod's, which the shim joined before exec: the runner forks.
-    Joined,
-}
-
 struct Args {
     control_fd: RawFd,
     status_fd: RawFd,
-    /// Fork so that the guest is inside a PID namespace.
-    pid_namespace: Option<PidNamespace>,
     /// A pod sandbox: hold the namespaces until stopped; the plan is a
     /// `SandboxPlan`.
     sandbox: bool,
@@ -61,7 +47,6 @@ struct Args {
 fn parse_args() -> Result<Args, String> {
     let mut control_fd = None;
     let mut status_fd = None;
-    let mut pid_namespace = None;
     let mut sandbox = false;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -71,13 +56,6 @@ fn parse_args() -> Result<Args, String> {
         }
         let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
-            "--pid-namespace" => {
-                pid_namespace = Some(match value()?.as_str() {
-                    "new" => PidNamespace::New,
-                    "join" => PidNamespace::Joined,
-                    other => return Err(format!("--pid-namespace {other:?}: new or join")),
-                })
-            }
             // The id is there for `ps` and for tests that look for leftovers.
             "--id" => {
                 value()?;
@@ -90,7 +68,6 @@ fn parse_args() -> Result<Args, String> {
     Ok(Args {
         control_fd: control_fd.ok_or("--control-fd is required")?,
         status_fd: status_fd.ok_or("--status-fd is required")?,
-        pid_namespace,
         sandbox,
     })
 }
@@ -130,8 +107,15 @@ fn main() -> ExitCode {
         wasmbox_runtime::logger::install(copy);
     }
 
+    if let Err(e) = wasmbox_runtime::pidns::end_on_signals_as_init() {
+        let _ = write_status(
+            &mut status,
+            Err(&format!("cannot handle signals as PID 1: {e}")),
+        );
+        return ExitCode::from(RUNNER_FAILURE);
+    }
     if args.sandbox {
-        return hold(&args, control, status);
+        return hold(control, status);
     }
 
     // Timestamps of the start path, for the shim's debug log.
@@ -148,7 +132,7 @@ fn main() -> ExitCode {
                 preopens: &plan.preopens,
             };
             // Still one thread: the engine does not exist yet.
-            let entered = enter_confined(&args, &mut status, &who, &cache)?;
+            let prepared = prepare_confinement(&who, &cache)?;
             let plan_ms = ms(started);
             let t = Instant::now();
             let engine = match plan.kind {
@@ -163,7 +147,7 @@ fn main() -> ExitCode {
                 .map_err(|e| e.to_string())?;
             let prepare_ms = ms(t);
             let t = Instant::now();
-            let confined = confine_self(&who, &entered)?;
+            let confined = confine_self(&who, &prepared)?;
             let details = format!(
                 "kind={} cache={} plan_ms={plan_ms:.2} engine_ms={engine_ms:.2} prepare_ms={prepare_ms:.2} confine_ms={:.2} total_ms={:.2} confined={confined}",
                 guest.kind().as_str(),
@@ -229,9 +213,9 @@ fn optimize(path: &std::path::Path) -> ExitCode {
 /// A pod sandbox (CRI's pause container): no guest, only a process that
 /// holds the pod's namespaces (the shim entered or created them before
 /// exec), as the sandbox's user and confined like a guest, until it is
-/// stopped. Inside a PID namespace it is the child, PID 1, that holds, and
-/// SIGTERM ends it as it ends a guest.
-fn hold(args: &Args, mut control: File, mut status: File) -> ExitCode {
+/// stopped. As PID 1 of the pod's PID namespace, SIGTERM ends it as it
+/// ends a guest.
+fn hold(mut control: File, mut status: File) -> ExitCode {
     let prepared = read_plan::<SandboxPlan>(&mut control)
         .map_err(|e| format!("cannot read the sandbox plan from the shim: {e}"))
         .and_then(|plan| {
@@ -241,8 +225,8 @@ fn hold(args: &Args, mut control: File, mut status: File) -> ExitCode {
                 rlimits: &plan.rlimits,
                 preopens: &[],
             };
-            let entered = enter_confined(args, &mut status, &who, &ModuleCache::from_env())?;
-            let confined = confine_self(&who, &entered)?;
+            let prepared = prepare_confinement(&who, &ModuleCache::from_env())?;
+            let confined = confine_self(&who, &prepared)?;
             Ok(((), format!("kind=sandbox confined={confined}")))
         });
     if let Err(code) = report_ready(&mut status, prepared) {
@@ -265,78 +249,23 @@ struct ConfineAs<'a> {
     preopens: &'a [Preopen],
 }
 
-/// What [`enter_confined`] leaves for [`confine_self`].
-struct Entered {
-    /// The tie to the PID-namespace parent, when there is one.
-    watch: Option<ParentWatch>,
-    /// The spec's seccomp program and the user namespaces.
-    prepared: Prepared,
-}
-
-/// Applies what comes before the fork (AppArmor, oomScoreAdj, the spec's
-/// seccomp program, the user namespaces), then enters the PID namespace,
-/// where the parent confines itself to supervising.
-fn enter_confined(
-    args: &Args,
-    status: &mut File,
-    who: &ConfineAs<'_>,
-    cache: &ModuleCache,
-) -> Result<Entered, String> {
-    let prepared = before_fork(who.confinement, who.preopens, cache).map_err(|e| e.to_string())?;
-    let watch = enter_pid_namespace(args, status, |child| {
-        apply_rlimits(who.rlimits).map_err(|e| e.to_string())?;
-        confine_supervisor(who.user, child, &prepared).map_err(|e| e.to_string())
-    })?;
-    Ok(Entered { watch, prepared })
-}
-
-/// Confines the process that runs the guest (or holds the sandbox), and
-/// re-arms its parent-death signal, which the switch of user cleared.
-fn confine_self(who: &ConfineAs<'_>, entered: &Entered) -> Result<String, String> {
+/// Confines the process that runs the guest (or holds the sandbox), with
+/// what [`prepare`] left.
+fn confine_self(who: &ConfineAs<'_>, prepared: &Prepared) -> Result<String, String> {
     apply_rlimits(who.rlimits).map_err(|e| e.to_string())?;
-    let confined = confine_guest(
+    confine_guest(
         &who.confinement.capabilities,
         who.user,
         who.preopens,
-        &entered.prepared,
+        prepared,
     )
-    .map_err(|e| e.to_string())?;
-    if let Some(watch) = &entered.watch {
-        watch.arm();
-    }
-    Ok(confined)
+    .map_err(|e| e.to_string())
 }
 
-/// With `--pid-namespace`, makes the PID namespace if it is new, and forks
-/// so that the child is inside it (the parent never returns from here; see
-/// `wasmbox_runtime::pidns`). The parent names the child on the status pipe
-/// (the shim moves it into the container's cgroup too: it may have been
-/// forked before the runner was moved) and runs `confine_parent`, so the
-/// task's process is not root when the guest is not and can do no more
-/// than supervise. If that fails, the parent reports it, kills the child
-/// and exits. Must be called while the process has one thread.
-fn enter_pid_namespace(
-    args: &Args,
-    status: &mut File,
-    confine_parent: impl FnOnce(Pid) -> Result<(), String>,
-) -> Result<Option<ParentWatch>, String> {
-    match args.pid_namespace {
-        None => return Ok(None),
-        Some(PidNamespace::Joined) => {}
-        Some(PidNamespace::New) => nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWPID)
-            .map_err(|e| format!("cannot make the PID namespace: {e}"))?,
-    }
-    // The parent hands the pipes and the stdio to the child.
-    fork_into_namespace(&[args.control_fd, args.status_fd, 0, 1, 2], |child| {
-        let _ = write_child(&mut *status, child.as_raw() as u32);
-        if let Err(message) = confine_parent(child) {
-            let _ = write_status(&mut *status, Err(&message));
-            let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
-            std::process::exit(i32::from(RUNNER_FAILURE));
-        }
-    })
-    .map(Some)
-    .map_err(|e| format!("cannot enter the PID namespace: {e}"))
+/// Applies what comes first (AppArmor, oomScoreAdj, the spec's seccomp
+/// program, the user namespaces), while /proc is in view.
+fn prepare_confinement(who: &ConfineAs<'_>, cache: &ModuleCache) -> Result<Prepared, String> {
+    prepare(who.confinement, who.preopens, cache).map_err(|e| e.to_string())
 }
 
 /// Tells the shim `ok <details>` or the error; on an error, or when the shim

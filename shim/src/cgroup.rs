@@ -17,7 +17,6 @@ use containerd_shim::protos::cgroups_v2::metrics as v2;
 use containerd_shim::protos::protobuf::well_known_types::any::Any;
 use containerd_shim::protos::protobuf::{Message, MessageField};
 use oci_spec::runtime::LinuxResources;
-use std::sync::mpsc::Receiver;
 use tokio::task::JoinHandle;
 
 /// `linux.cgroupsPath` of `spec`, if it sets one.
@@ -86,28 +85,6 @@ impl ContainerCgroup {
             self.destroy();
         }
         added
-    }
-
-    /// Moves the runner `pid` into the cgroup, as [`Self::add`] does, then
-    /// each child pid that arrives on `children` until it closes (the
-    /// runner's child in a PID namespace may have been forked before the
-    /// runner was moved).
-    ///
-    /// On cgroup v1 the first move after a quiet spell waits for an RCU
-    /// grace period (5-20 ms), so the shim does this while the runner loads
-    /// its module; later moves within that period are quick.
-    pub fn confine(&mut self, pid: u32, children: Receiver<u32>) -> Result<(), String> {
-        self.add(pid)?;
-        for child in children {
-            if let Err(e) = self.manager.add_proc(CgroupPid { pid: child as u64 }) {
-                self.destroy();
-                return Err(format!(
-                    "cannot put process {child} in cgroup {}: {e}",
-                    self.path
-                ));
-            }
-        }
-        Ok(())
     }
 
     /// Applies new limits (the Update call).
@@ -182,10 +159,13 @@ pub enum CgroupSlot {
 }
 
 impl CgroupSlot {
-    /// Starts moving `pid`, then the pids from `children`, into `cgroup`.
-    pub fn confine(mut cgroup: ContainerCgroup, pid: u32, children: Receiver<u32>) -> Self {
+    /// Starts moving the runner `pid` into `cgroup`, off the event loop.
+    /// On cgroup v1 the first move after a quiet spell waits for an RCU
+    /// grace period (5-20 ms), so the shim does this while the runner loads
+    /// its module; later moves within that period are quick.
+    pub fn confine(mut cgroup: ContainerCgroup, pid: u32) -> Self {
         CgroupSlot::Confining(tokio::task::spawn_blocking(move || {
-            let confined = cgroup.confine(pid, children);
+            let confined = cgroup.add(pid);
             (cgroup, confined)
         }))
     }

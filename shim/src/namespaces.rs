@@ -6,14 +6,12 @@
 //! starts, single-threaded, already inside them, and every socket it opens
 //! is in the right network namespace.
 //!
-//! A PID namespace only takes effect for the children of the process that
-//! enters it, so for one the runner is told (`--pid-namespace`) to fork
-//! once it has its plan: the child, inside the namespace (PID 1 of a new
-//! one, or a member of the pod's), runs the guest; the parent stays outside
-//! as the task's pid, forwards signals and exits as the child did. A new
-//! PID namespace is left to the runner to unshare (`--pid-namespace new`):
-//! it may first fork a helper to make a user namespace, which must not
-//! become the new namespace's init.
+//! A PID namespace is the exception: entering one only takes effect for
+//! the children of the thread that enters it. So the runner is forked from
+//! a thread of its own that entered it first ([`NamespacePlan::in_pid_namespace`]):
+//! the runner starts as PID 1 of a new namespace, or as a member of the
+//! pod's, and is the task's only process, as runc's init is. That thread
+//! ends with the spawn, so no other thread of the shim ever forks into it.
 //!
 //! A new network namespace gets its loopback interface up, as under runc.
 //!
@@ -47,25 +45,6 @@ fn clone_flag(kind: LinuxNamespaceType) -> Option<libc::c_int> {
         LinuxNamespaceType::Cgroup => Some(libc::CLONE_NEWCGROUP),
         LinuxNamespaceType::Pid => Some(libc::CLONE_NEWPID),
         LinuxNamespaceType::User | LinuxNamespaceType::Time => None,
-    }
-}
-
-/// How the runner's guest gets into its PID namespace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PidNamespace {
-    /// The runner unshares a new one, then forks.
-    New,
-    /// The shim joins the pod's; the runner forks.
-    Joined,
-}
-
-impl PidNamespace {
-    /// The runner's `--pid-namespace` value.
-    pub fn as_arg(self) -> &'static str {
-        match self {
-            PidNamespace::New => "new",
-            PidNamespace::Joined => "join",
-        }
     }
 }
 
@@ -103,29 +82,58 @@ impl NamespacePlan {
         Ok(Self { join, create })
     }
 
-    /// Whether the runner enters a PID namespace (and so must fork), and
-    /// how.
-    pub fn pid_namespace(&self) -> Option<PidNamespace> {
-        if self.create & libc::CLONE_NEWPID != 0 {
-            Some(PidNamespace::New)
-        } else if self
+    /// Runs `spawn` (which forks the runner) so that its child starts in
+    /// the container's PID namespace: on a thread of its own that unshared
+    /// a new one or joined the pod's first, when the spec has one, and here
+    /// otherwise. The error names the namespace.
+    pub fn in_pid_namespace<T: Send>(
+        &self,
+        spawn: impl FnOnce() -> std::io::Result<T> + Send,
+    ) -> Result<std::io::Result<T>, String> {
+        let joined = self
             .join
             .iter()
-            .any(|(_, flag, _)| *flag == libc::CLONE_NEWPID)
-        {
-            Some(PidNamespace::Joined)
-        } else {
-            None
+            .find(|(_, flag, _)| *flag == libc::CLONE_NEWPID);
+        if joined.is_none() && self.create & libc::CLONE_NEWPID == 0 {
+            return Ok(spawn());
         }
+        std::thread::scope(|scope| {
+            let spawner = scope.spawn(|| {
+                // SAFETY: setns and unshare on this thread only, with a
+                // descriptor the plan keeps open; they change which PID
+                // namespace this thread's children start in.
+                let entered = match joined {
+                    Some((fd, _, path)) => {
+                        (unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWPID) } == 0)
+                            .then_some(())
+                            .ok_or_else(|| {
+                                let e = std::io::Error::last_os_error();
+                                format!("cannot join the Pid namespace {path}: {e}")
+                            })
+                    }
+                    None => (unsafe { libc::unshare(libc::CLONE_NEWPID) } == 0)
+                        .then_some(())
+                        .ok_or_else(|| {
+                            let e = std::io::Error::last_os_error();
+                            format!("cannot make the Pid namespace: {e}")
+                        }),
+                };
+                entered.map(|()| spawn())
+            });
+            spawner
+                .join()
+                .unwrap_or_else(|_| Err("the thread that starts the runner panicked".into()))
+        })
     }
 
     /// The raw pieces for the pre-exec hook: descriptors with their flags,
-    /// and the flags to unshare (a new PID namespace is the runner's). The
-    /// plan must outlive the spawn.
+    /// and the flags to unshare (the PID namespace is entered by
+    /// [`Self::in_pid_namespace`] instead). The plan must outlive the spawn.
     pub fn raw(&self) -> (Vec<(RawFd, libc::c_int)>, libc::c_int) {
         let join = self
             .join
             .iter()
+            .filter(|(_, flag, _)| *flag != libc::CLONE_NEWPID)
             .map(|(fd, flag, _)| (fd.as_raw_fd(), *flag))
             .collect();
         (join, self.create & !libc::CLONE_NEWPID)

@@ -11,7 +11,6 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use std::io::BufReader;
-use std::sync::mpsc::Sender;
 use wasmbox_oci::protocol::{read_status_line, write_plan, StatusLine};
 use wasmbox_oci::{RunPlan, SandboxPlan};
 
@@ -73,12 +72,10 @@ impl RunnerMode {
 
 /// A runner that has loaded its guest and waits to be started.
 pub struct PreparedRunner {
-    /// The runner process (the one the shim reaps).
+    /// The runner process, which runs the guest: the task's pid, as
+    /// runc's init is its container's, so `/proc/<pid>/ns/*` are the
+    /// container's namespaces.
     pub pid: u32,
-    /// The process that runs the guest, when the runner forked it into a
-    /// PID namespace: the task's pid, as runc's is its container's init,
-    /// so `/proc/<pid>/ns/*` are the container's namespaces.
-    pub guest_pid: Option<u32>,
     pub exit: ExitReceiver,
     /// The control pipe; the start byte goes here.
     pub control: File,
@@ -104,8 +101,6 @@ pub struct SpawnedRunner {
     status: OwnedFd,
     /// The plan to hand over, as the runner reads it.
     plan: RunnerMode,
-    /// Whether the runner forks into a PID namespace (and so names a child).
-    forks: bool,
 }
 
 /// Starts a runner for `plan`. It loads its guest while the caller puts it
@@ -127,12 +122,6 @@ pub fn spawn(
         .arg(control_read.as_raw_fd().to_string())
         .arg("--status-fd")
         .arg(status_write.as_raw_fd().to_string())
-        .args(
-            namespaces
-                .pid_namespace()
-                .into_iter()
-                .flat_map(|pid| ["--pid-namespace", pid.as_arg()]),
-        )
         .args(matches!(mode, RunnerMode::Sandbox(_)).then_some("--sandbox"))
         .stdin(stdio.stdin)
         .stdout(stdio.stdout)
@@ -152,8 +141,8 @@ pub fn spawn(
             crate::namespaces::enter(&join, create)
         });
     }
-    let (child, exit) = exits
-        .spawn(crate::exits::ExitOwner::container(id), &mut command)
+    let (child, exit) = namespaces
+        .in_pid_namespace(|| exits.spawn(crate::exits::ExitOwner::container(id), &mut command))?
         .map_err(|e| format!("cannot start {}: {e}", runner.display()))?;
     Ok(SpawnedRunner {
         id: id.to_string(),
@@ -162,22 +151,15 @@ pub fn spawn(
         control: control_write,
         status: status_read,
         plan: mode,
-        forks: namespaces.pid_namespace().is_some(),
     })
 }
 
 impl SpawnedRunner {
     /// Hands the runner its plan and waits until it is ready or has failed.
-    /// The pid of the runner's child in a PID namespace goes to `children`
-    /// as soon as it is known.
     ///
     /// On failure the runner is gone (it exits by itself after reporting,
     /// or is killed here) and the error is the message for the user.
-    pub async fn ready(
-        self,
-        exits: &ExitRegistry,
-        children: Sender<u32>,
-    ) -> Result<PreparedRunner, String> {
+    pub async fn ready(self, exits: &ExitRegistry) -> Result<PreparedRunner, String> {
         let SpawnedRunner {
             id,
             pid,
@@ -185,7 +167,6 @@ impl SpawnedRunner {
             control,
             status,
             plan,
-            forks,
         } = self;
         let ready = tokio::task::spawn_blocking(move || {
             let mut control = File::from(control);
@@ -196,30 +177,24 @@ impl SpawnedRunner {
             .map_err(|e| format!("cannot hand the run plan to the runner: {e}"))?;
             let mut notices = BufReader::new(File::from(status));
             let mut details = None;
-            let mut guest_pid = None;
-            while details.is_none() || (forks && guest_pid.is_none()) {
+            while details.is_none() {
                 match read_status_line(&mut notices)
                     .map_err(|e| format!("cannot read the runner's status: {e}"))?
                 {
-                    StatusLine::Child(child) => {
-                        guest_pid = Some(child);
-                        let _ = children.send(child);
-                    }
                     StatusLine::Ready(ready) => details = Some(ready),
                     StatusLine::Log(level, message) => log_runner_line(&id, &level, &message),
                     StatusLine::Failed(message) => return Err(message),
                 }
             }
-            Ok((control, notices, details.unwrap_or_default(), guest_pid))
+            Ok((control, notices, details.unwrap_or_default()))
         })
         .await
         .map_err(|e| format!("runner set-up task failed: {e}"))
         .and_then(|r| r);
 
         match ready {
-            Ok((control, notices, details, guest_pid)) => Ok(PreparedRunner {
+            Ok((control, notices, details)) => Ok(PreparedRunner {
                 pid,
-                guest_pid,
                 exit,
                 control,
                 notices,

@@ -196,18 +196,27 @@ fn the_guest_is_pid_1_of_a_new_pid_namespace_and_still_stops_on_sigterm() {
     let root = rootfs.path().to_str().unwrap();
     // ctr's default spec asks for a new PID namespace.
     let (mut run, task_pid) = start_sleeper(&cd, root, "pid1", &[]);
-    // The task's pid is the guest's process, as runc's is the container's
-    // init; its parent is the runner that stayed outside, to supervise it.
+    // The task's pid is the runner that runs the guest, as runc's is the
+    // container's init, and the only process of the task: its parent is
+    // the shim.
     let guest = task_pid;
+    let cmdline = |pid: &str| {
+        String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap())
+            .replace('\0', " ")
+    };
+    assert!(
+        cmdline(&guest.to_string()).contains("wasmbox-runner"),
+        "the task is not the runner"
+    );
     let parent = std::fs::read_to_string(format!("/proc/{guest}/status"))
         .unwrap()
         .lines()
         .find_map(|l| l.strip_prefix("PPid:").map(|p| p.trim().to_string()))
         .expect("a parent");
-    let parent_cmdline = std::fs::read(format!("/proc/{parent}/cmdline")).unwrap();
     assert!(
-        String::from_utf8_lossy(&parent_cmdline).contains("wasmbox-runner"),
-        "the guest's parent is not the runner"
+        cmdline(&parent).contains("containerd-shim-wasmbox"),
+        "the runner's parent is not the shim but {}",
+        cmdline(&parent)
     );
     let status = std::fs::read_to_string(format!("/proc/{guest}/status")).unwrap();
     let nspid = status.lines().find(|l| l.starts_with("NSpid:")).unwrap();

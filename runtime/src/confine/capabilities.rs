@@ -53,7 +53,7 @@ fn caps_error(what: &str, e: caps::errors::CapsError) -> ConfineError {
 /// Drops the bounding set to the kept part of the spec's, switches to
 /// `user` keeping the permitted set across the switch (as runc does with
 /// PR_SET_KEEPCAPS), then sets permitted, effective, inheritable and
-/// ambient. `None` drops everything, for the supervising parent.
+/// ambient. `None` drops everything, for the optimized compile.
 pub fn drop_to(sets: Option<&CapabilitySets>, user: &UserPlan) -> Result<String, ConfineError> {
     let empty = CapabilitySets::default();
     let sets = sets.unwrap_or(&empty);

@@ -10,12 +10,12 @@
 //!   the spec's profile stacked on it ([`seccomp`]);
 //! - runs as the spec's user, with its rlimits and `oomScoreAdj`, and
 //!   under its AppArmor profile where AppArmor is on ([`apparmor`]; both
-//!   applied by [`before_fork`]);
+//!   applied by [`prepare`]);
 //! - in the spec's user namespace, where it asks for one: container root
 //!   is then an unprivileged uid of the host ([`wasmbox_idmap`]). The
-//!   namespace is made (or opened) before the fork, while the runner is
-//!   still root outside it, and joined last, after the root is set up and
-//!   before the user switch and the capability drop.
+//!   namespace is made (or opened) first, while the runner is still root
+//!   outside it, and joined last, after the root is set up and before the
+//!   user switch and the capability drop.
 //!
 //! The order matters: everything that needs a path of the host (AppArmor
 //! through /proc, the preopens) or a capability (mounts, rlimits, the user
@@ -69,7 +69,7 @@ pub enum ConfineError {
     UserNamespacePath { path: String, reason: String },
 }
 
-/// What [`before_fork`] prepares for both runner processes.
+/// What [`prepare`] leaves for [`confine_guest`].
 #[derive(Default)]
 pub struct Prepared {
     /// The spec's seccomp program, built (or read from the cache) once.
@@ -92,7 +92,7 @@ impl Prepared {
 
 /// Confines a runner that runs a guest, or a pod sandbox's holder (which
 /// has no preopens), with the spec's `capabilities`, and what
-/// [`before_fork`] prepared. Returns what it got, for the shim's log.
+/// [`prepare`] prepared. Returns what it got, for the shim's log.
 pub fn confine_guest(
     capabilities: &CapabilitySets,
     user: &UserPlan,
@@ -152,37 +152,13 @@ pub fn confine_compiler(cache_dir: &std::path::Path) -> Result<String, ConfineEr
     ))
 }
 
-/// Confines the PID-namespace parent, which only waits for `child` and
-/// passes signals on: `user`, no capabilities, no files, and an allow-list
-/// of some twenty calls under the spec's program. Its root becomes the
-/// child's empty root when the child pivots (they share a mount
-/// namespace).
-pub fn confine_supervisor(
-    user: &UserPlan,
-    child: nix::unistd::Pid,
-    prepared: &Prepared,
-) -> Result<(), ConfineError> {
-    // No thread count here: the parent is what a fork of a one-threaded
-    // process left, and it must not read /proc, which vanishes from its
-    // view whenever the child pivots into the empty root (they share a
-    // mount namespace and run concurrently). Every step below is a plain
-    // system call.
-    let own_filter = seccomp::supervisor_filter(child.as_raw())?;
-    root::restrict_files(&[], false)?;
-    prepared.join_user_namespace()?;
-    capabilities::drop_to(None, user)?;
-    seal(&own_filter, prepared.spec_program.as_ref())
-}
-
-/// What is applied or prepared once, before the runner forks into its PID
-/// namespace (both processes inherit or share it), while /proc is still in
-/// view and the process may still write the cache: `process.apparmorProfile`,
+/// What is applied or prepared first, while /proc is still in view and the
+/// process may still write the cache: `process.apparmorProfile`,
 /// `process.oomScoreAdj` (as runc writes it for the container's init), the
-/// spec's seccomp program, which both processes load, the container's user
-/// namespace, and the id-mapped `preopens` (before the guest opens them).
-/// Making a user namespace forks a helper, so this must run before the
-/// runner unshares its PID namespace (the helper would be its init).
-pub fn before_fork(
+/// spec's seccomp program, the container's user namespace (made by a
+/// helper process, or opened), and the id-mapped `preopens` (before the
+/// guest opens them).
+pub fn prepare(
     confinement: &Confinement,
     preopens: &[Preopen],
     cache: &ModuleCache,

@@ -1,8 +1,7 @@
 //! wasmbox's own seccomp allow-lists, built with libseccomp: one for a
 //! runner that runs a guest (or holds a pod's namespaces), the same without
-//! sockets for the process that compiles optimized code for the cache, and
-//! a much shorter one for the PID-namespace parent that only supervises. The
-//! spec's profile is stacked on them (see [`super::spec_seccomp`]).
+//! sockets for the process that compiles optimized code for the cache. The
+//! spec's profile is stacked on the guest's (see [`super::spec_seccomp`]).
 //!
 //! The allow-lists name what wasmtime, wasmtime-wasi, tokio, hyper and
 //! glibc call once the guest runs: memory, threads, futexes, clocks, file
@@ -174,8 +173,9 @@ const GUEST_SYSCALLS: &[&str] = &[
     "shutdown",
 ];
 
-/// The PID-namespace parent waits for its child and passes signals on.
-const SUPERVISOR_SYSCALLS: &[&str] = &[
+/// What every runner process calls, whatever it runs: waiting, signals,
+/// its end, memory, futexes, clocks.
+const BASE_SYSCALLS: &[&str] = &[
     "wait4",
     "waitid",
     "rt_sigaction",
@@ -229,16 +229,13 @@ const IOCTLS: &[u64] = &[
     libc::TIOCGWINSZ,
 ];
 
-/// prctl options the runtime uses: thread names, the VMA names glibc
-/// gives its arenas, and the parent-death signal.
+/// prctl options the runtime uses: thread names and the VMA names glibc
+/// gives its arenas.
 const PRCTL_OPTIONS: &[u64] = &[
     libc::PR_SET_NAME as u64,
     libc::PR_GET_NAME as u64,
     libc::PR_SET_VMA as u64,
     libc::PR_GET_DUMPABLE as u64,
-    // The PID-namespace child re-arms its parent-death signal after the
-    // switch of user, which clears it.
-    libc::PR_SET_PDEATHSIG as u64,
 ];
 
 fn filter_error(what: impl Into<String>, e: libseccomp::error::SeccompError) -> ConfineError {
@@ -264,7 +261,7 @@ fn eq64(arg: u32, value: u64) -> ScmpArgCompare {
 /// The filter for a runner that runs a guest or holds a pod's namespaces,
 /// whose pid is `pid` (signals only to itself).
 pub fn guest_filter(pid: i32) -> Result<ScmpFilterContext, ConfineError> {
-    let mut filter = allow_list(SUPERVISOR_SYSCALLS.iter().chain(GUEST_SYSCALLS))?;
+    let mut filter = allow_list(BASE_SYSCALLS.iter().chain(GUEST_SYSCALLS))?;
     allow_stacking(&mut filter)?;
     own_process_rules(&mut filter, pid)?;
     let mut rule = |name: &str, action: ScmpAction, args: &[ScmpArgCompare]| {
@@ -308,12 +305,7 @@ pub fn guest_filter(pid: i32) -> Result<ScmpFilterContext, ConfineError> {
 /// for the cache: the guest's list without sockets, ioctls or stacking,
 /// plus the lock on the cache entry.
 pub fn compiler_filter(pid: i32) -> Result<ScmpFilterContext, ConfineError> {
-    let mut filter = allow_list(
-        SUPERVISOR_SYSCALLS
-            .iter()
-            .chain(GUEST_SYSCALLS)
-            .chain(&["flock"]),
-    )?;
+    let mut filter = allow_list(BASE_SYSCALLS.iter().chain(GUEST_SYSCALLS).chain(&["flock"]))?;
     own_process_rules(&mut filter, pid)?;
     Ok(filter)
 }
@@ -343,22 +335,6 @@ fn own_process_rules(filter: &mut ScmpFilterContext, pid: i32) -> Result<(), Con
         ScmpAction::Allow,
         &[eq(0, 0), eq64(2, 0)],
     )
-}
-
-/// The filter for the PID-namespace parent of `child`.
-pub fn supervisor_filter(child: i32) -> Result<ScmpFilterContext, ConfineError> {
-    let mut filter = allow_list(SUPERVISOR_SYSCALLS.iter())?;
-    add(
-        &mut filter,
-        "kill",
-        ScmpAction::Allow,
-        &[eq(0, child as u64)],
-    )?;
-    // raise(): a signal to itself, to die as the child died.
-    let own = nix::unistd::getpid().as_raw() as u64;
-    add(&mut filter, "tgkill", ScmpAction::Allow, &[eq(0, own)])?;
-    allow_stacking(&mut filter)?;
-    Ok(filter)
 }
 
 /// A further filter may be stacked (the spec's, loaded after this one): a

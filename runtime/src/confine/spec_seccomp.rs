@@ -1,15 +1,13 @@
 //! The spec's `linux.seccomp`, as runc applies it, built once per node.
 //!
 //! libseccomp turns a profile into a BPF program. Built in each runner
-//! process (the guest's and its PID-namespace parent) on every start, that
-//! made confinement take 12.7–16.4 ms here with containerd's default
-//! profile instead of about 1 ms. So the runner builds
-//! the program once, before it forks, and keeps it in the node cache under
+//! on every start, that made confinement take 12.7–16.4 ms here with
+//! containerd's default profile instead of about 1 ms. So the runner
+//! builds the program once per node and keeps it in the node cache under
 //! the sha256 of the profile, libseccomp's version and the architecture
 //! (see [`ModuleCache::load_or_store_program`]): every later start of a
-//! container with the same profile reads a few kilobytes. Both processes
-//! load the same program with one seccomp(2) call, with the flags the
-//! profile asks for.
+//! container with the same profile reads a few kilobytes, and loads it
+//! with one seccomp(2) call, with the flags the profile asks for.
 
 use libseccomp::{ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext};
 use libseccomp::{ScmpSyscall, ScmpVersion};

@@ -32,10 +32,8 @@ pub struct WasmContainer {
     id: String,
     shared: Arc<Shared>,
     bundle: PathBuf,
-    /// The task's pid: the guest's process (see `PreparedRunner::guest_pid`).
+    /// The task's pid: the runner, which runs the guest.
     pid: u32,
-    /// The runner process, whose exit is the task's.
-    runner_pid: u32,
     io: TaskIO,
     started: bool,
     exit: ExitReceiver,
@@ -133,19 +131,17 @@ impl WasmContainer {
         })?;
         // The move into the cgroup waits on the kernel; the runner loads its
         // module meanwhile, and Start waits for the move (see CgroupSlot).
-        let (children, named_children) = std::sync::mpsc::channel();
-        let mut cgroup = CgroupSlot::confine(cgroup, spawned.pid, named_children);
-        let prepared = match spawned.ready(&shared.exits, children).await {
+        let mut cgroup = CgroupSlot::confine(cgroup, spawned.pid);
+        let prepared = match spawned.ready(&shared.exits).await {
             Ok(prepared) => prepared,
             Err(e) => {
                 cgroup.destroy().await;
                 return Err(invalid(e));
             }
         };
-        let runner_pid = prepared.pid;
-        let pid = prepared.guest_pid.unwrap_or(runner_pid);
-        shared.exits.set_task(runner_pid, pid, Some(cgroups_path));
-        log::info!("container {id}: runner {runner_pid} (task pid {pid}) ready for {runs}");
+        let pid = prepared.pid;
+        shared.exits.set_task(pid, pid, Some(cgroups_path));
+        log::info!("container {id}: runner {pid} ready for {runs}");
         log::debug!(
             "container {id}: create path: set-up {:.2} ms, runner spawn to ready {:.2} ms, total {:.2} ms; runner: {}",
             (spawn_at - create_started).as_secs_f64() * 1000.0,
@@ -154,8 +150,8 @@ impl WasmContainer {
             prepared.details
         );
         let notices = watch_notices(shared, &id, module_host_path, prepared.notices);
-        shared.exits.set_notices(runner_pid, notices);
-        if let Err(e) = std::fs::write(bundle.join("runner.pid"), runner_pid.to_string()) {
+        shared.exits.set_notices(pid, notices);
+        if let Err(e) = std::fs::write(bundle.join("runner.pid"), pid.to_string()) {
             log::warn!(
                 "cannot record the runner's pid in {}: {e}",
                 bundle.display()
@@ -166,7 +162,6 @@ impl WasmContainer {
             shared: shared.clone(),
             bundle: bundle.to_path_buf(),
             pid,
-            runner_pid,
             io: TaskIO {
                 stdin: req.stdin.clone(),
                 stdout: req.stdout.clone(),
@@ -316,7 +311,7 @@ impl Container for WasmContainer {
         }
         if !self.started && self.exited().is_none() {
             // Created, never started: the runner waits for its start byte.
-            let _ = kill(Pid::from_raw(self.runner_pid as i32), Signal::SIGKILL);
+            let _ = kill(Pid::from_raw(self.pid as i32), Signal::SIGKILL);
         }
         let mut exit = self.exit.clone();
         let info = tokio::time::timeout(KILL_WAIT, exit.wait_for(|e| e.is_some()))
@@ -328,7 +323,7 @@ impl Container for WasmContainer {
         }
         self.cgroup.destroy().await;
         let _ = std::fs::remove_file(self.bundle.join("runner.pid"));
-        self.shared.exits.forget(self.runner_pid as i32);
+        self.shared.exits.forget(self.pid as i32);
         Ok(Deleted {
             pid: self.pid,
             exit: info.unwrap_or(ExitInfo {

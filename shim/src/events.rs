@@ -14,10 +14,18 @@
 //! restart takes, and that is logged. Before the shim exits, it flushes
 //! the queue ([`EventPublisher::flush`]): the TaskExit it held while
 //! containerd was away would otherwise go with it.
+//!
+//! An event's type URL is written from its message's name, not from
+//! protobuf's reflection (as the crate's `convert_to_any` does): the first
+//! reflection of containerd's event types builds the descriptors of their
+//! whole import tree, `descriptor.proto` among them, and keeps them on the
+//! heap of every shim for good.
 
 use std::time::{Duration, Instant};
 
 use containerd_shim::event::Event;
+use containerd_shim::protos::protobuf::well_known_types::any::Any;
+use containerd_shim::protos::protobuf::Message;
 use containerd_shim::protos::shim::event::Envelope;
 use containerd_shim::protos::shim::events::ForwardRequest;
 use containerd_shim::protos::shim_async::{Client, EventsClient};
@@ -81,9 +89,9 @@ impl EventPublisher {
     }
 
     /// Queues `event` for containerd, stamped now, in `namespace`.
-    pub fn publish(&self, namespace: &str, event: impl Event + 'static) {
+    pub fn publish<E: Event + Message>(&self, namespace: &str, event: E) {
         let topic = event.topic();
-        let envelope = match envelope(namespace, &topic, Box::new(event)) {
+        let envelope = match envelope(namespace, &topic, &event) {
             Ok(envelope) => envelope,
             Err(e) => {
                 log::error!("cannot encode the {topic} event: {e}");
@@ -98,16 +106,28 @@ impl EventPublisher {
     }
 }
 
-fn envelope(
+/// The protobuf package of containerd's events (`containerd.events.TaskExit`).
+const EVENTS_PACKAGE: &str = "containerd.events";
+
+/// The type URL containerd's `typeurl` gives event `E`.
+fn type_url<E: Message>() -> String {
+    format!("{EVENTS_PACKAGE}.{}", E::NAME)
+}
+
+fn envelope<E: Event + Message>(
     namespace: &str,
     topic: &str,
-    event: Box<dyn Event>,
-) -> containerd_shim::Result<Envelope> {
+    event: &E,
+) -> Result<Envelope, String> {
     let mut envelope = Envelope::new();
     envelope.set_topic(topic.to_string());
     envelope.set_namespace(namespace.to_string());
-    envelope.set_timestamp(containerd_shim::util::timestamp()?);
-    envelope.set_event(containerd_shim::util::convert_to_any(event)?);
+    envelope.set_timestamp(containerd_shim::util::timestamp().map_err(|e| e.to_string())?);
+    envelope.set_event(Any {
+        type_url: type_url::<E>(),
+        value: event.write_to_bytes().map_err(|e| e.to_string())?,
+        ..Default::default()
+    });
     Ok(envelope)
 }
 
@@ -206,4 +226,33 @@ fn held(topic: &str, failure: &str, published: Instant, away: &mut bool) -> bool
         return false;
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use containerd_shim::protos::events::task::{
+        TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskOOM, TaskPaused,
+        TaskResumed, TaskStart,
+    };
+    use containerd_shim::protos::protobuf::MessageFull;
+
+    use super::type_url;
+
+    /// The name-built type URL of each event the shim sends is the one
+    /// protobuf's reflection gives (which containerd decodes it by).
+    #[test]
+    fn type_urls_are_the_full_names_containerd_decodes() {
+        fn check<E: MessageFull>() {
+            assert_eq!(type_url::<E>(), E::descriptor().full_name());
+        }
+        check::<TaskCreate>();
+        check::<TaskStart>();
+        check::<TaskDelete>();
+        check::<TaskExit>();
+        check::<TaskOOM>();
+        check::<TaskExecAdded>();
+        check::<TaskExecStarted>();
+        check::<TaskPaused>();
+        check::<TaskResumed>();
+    }
 }

@@ -24,6 +24,7 @@ use containerd_shim::api::{CreateTaskRequest, ExecProcessRequest, StateResponse}
 use containerd_shim::event::Event;
 use containerd_shim::protos::protobuf::well_known_types::any::Any;
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
+use containerd_shim::protos::protobuf::Message;
 use containerd_shim::protos::ttrpc::Code;
 use containerd_shim::protos::types::task::ProcessInfo;
 use nix::sys::signal::Signal;
@@ -73,7 +74,7 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub async fn publish(&self, event: impl Event + 'static) {
+    pub async fn publish(&self, event: impl Event + Message) {
         self.publisher.publish(&self.namespace, event);
     }
 }

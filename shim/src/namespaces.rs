@@ -103,20 +103,13 @@ impl NamespacePlan {
                 // descriptor the plan keeps open; they change which PID
                 // namespace this thread's children start in.
                 let entered = match joined {
-                    Some((fd, _, path)) => {
-                        (unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWPID) } == 0)
-                            .then_some(())
-                            .ok_or_else(|| {
-                                let e = std::io::Error::last_os_error();
-                                format!("cannot join the Pid namespace {path}: {e}")
-                            })
-                    }
-                    None => (unsafe { libc::unshare(libc::CLONE_NEWPID) } == 0)
-                        .then_some(())
-                        .ok_or_else(|| {
-                            let e = std::io::Error::last_os_error();
-                            format!("cannot make the Pid namespace: {e}")
-                        }),
+                    Some((fd, _, path)) => succeeded(
+                        unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWPID) },
+                        || format!("cannot join the Pid namespace {path}"),
+                    ),
+                    None => succeeded(unsafe { libc::unshare(libc::CLONE_NEWPID) }, || {
+                        "cannot make the Pid namespace".to_string()
+                    }),
                 };
                 entered.map(|()| spawn())
             });
@@ -137,6 +130,16 @@ impl NamespacePlan {
             .map(|(fd, flag, _)| (fd.as_raw_fd(), *flag))
             .collect();
         (join, self.create & !libc::CLONE_NEWPID)
+    }
+}
+
+/// `Ok` for a system call's 0, else `what` failed, with errno's reason.
+fn succeeded(result: libc::c_int, what: impl FnOnce() -> String) -> Result<(), String> {
+    if result == 0 {
+        Ok(())
+    } else {
+        let e = std::io::Error::last_os_error();
+        Err(format!("{}: {e}", what()))
     }
 }
 

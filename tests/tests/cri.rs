@@ -515,3 +515,101 @@ fn a_pod_without_host_users_runs_in_its_own_user_namespace() {
     cri.remove_pod_sandbox(&pod).expect("RemovePodSandbox");
     cd.assert_nothing_left();
 }
+
+/// The last pid of a process's `NSpid` line: its pid in its own PID
+/// namespace.
+fn pid_inside(pid: u32) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("NSpid:"))
+        .expect("NSpid");
+    line.split_whitespace()
+        .last()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn pid_namespace(pid: u32) -> std::path::PathBuf {
+    std::fs::read_link(format!("/proc/{pid}/ns/pid")).expect("ns/pid")
+}
+
+/// `shareProcessNamespace: true`: the sandbox's runner is PID 1 of the
+/// pod's PID namespace, each container's runner starts in it as a member
+/// (the shim joins it on the thread that forks the runner), and a member
+/// stops on SIGTERM by the default action.
+#[test]
+fn a_pod_that_shares_its_process_namespace_runs_its_containers_in_it() {
+    let cd = Containerd::start_cri();
+    import_for_cri(&cd, &["sleeper"]);
+    let cri = Cri::connect(&cd.address);
+    let logs = cd.dir().join("pod-logs");
+    std::fs::create_dir_all(&logs).expect("log dir");
+    let pod_pid = || {
+        Some(k8s_cri::v1::NamespaceOption {
+            network: k8s_cri::v1::NamespaceMode::Pod as i32,
+            pid: k8s_cri::v1::NamespaceMode::Pod as i32,
+            ipc: k8s_cri::v1::NamespaceMode::Pod as i32,
+            ..Default::default()
+        })
+    };
+    let mut pod_config = Cri::pod_config("shared-pid", &logs);
+    if let Some(context) = pod_config
+        .linux
+        .as_mut()
+        .and_then(|l| l.security_context.as_mut())
+    {
+        context.namespace_options = pod_pid();
+    }
+    let pod = cri.run_pod_sandbox(&pod_config).expect("RunPodSandbox");
+    let sandbox = cri.sandbox_pid(&pod).expect("sandbox pid");
+
+    let mut ids = Vec::new();
+    for name in ["one", "two"] {
+        let mut config = Cri::container_config(name, "docker.io/wasmbox/sleeper:latest", &[]);
+        if let Some(context) = config
+            .linux
+            .as_mut()
+            .and_then(|l| l.security_context.as_mut())
+        {
+            context.namespace_options = pod_pid();
+        }
+        let id = cri
+            .create_container(&pod, config, &pod_config)
+            .unwrap_or_else(|e| panic!("CreateContainer {name}: {e}"));
+        cri.start_container(&id)
+            .unwrap_or_else(|e| panic!("StartContainer {name}: {e}"));
+        wait_for_log(
+            &logs.join(format!("{name}.log")),
+            Duration::from_secs(60),
+            |_, line| line == "sleeper: up",
+        );
+        ids.push(id);
+    }
+    assert_eq!(pid_inside(sandbox), "1", "the sandbox is the pod's init");
+    let mut inside = Vec::new();
+    for id in &ids {
+        let pid = cri.container_pid(id).expect("container pid");
+        assert_eq!(
+            pid_namespace(pid),
+            pid_namespace(sandbox),
+            "{id} is not in the pod's PID namespace"
+        );
+        inside.push(pid_inside(pid));
+    }
+    println!("shared PID namespace: sandbox 1, containers {inside:?}");
+    assert!(
+        inside.iter().all(|pid| pid != "1") && inside[0] != inside[1],
+        "{inside:?}"
+    );
+
+    for id in &ids {
+        cri.stop_container(id, 10).expect("StopContainer");
+        let status = cri.wait_for_exit(id);
+        assert_eq!(status.exit_code, 143, "{id} stops on SIGTERM");
+        cri.remove_container(id).expect("RemoveContainer");
+    }
+    cri.stop_pod_sandbox(&pod).expect("StopPodSandbox");
+    cri.remove_pod_sandbox(&pod).expect("RemovePodSandbox");
+    cd.assert_nothing_left();
+}

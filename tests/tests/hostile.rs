@@ -45,6 +45,30 @@ fn shim_pid_of(id: &str) -> u32 {
     proc_status::shim_of(id).unwrap_or_else(|| panic!("no shim for {id}"))
 }
 
+/// What a flood that does not end is doing, for the failure message: its
+/// runner's state and kernel wait channel, how its stdout is open, and
+/// containerd's last lines about it.
+fn flood_state(cd: &Containerd, id: &str) -> String {
+    let Some(runner) = cd.wasmbox_pid(&format!("wasmbox-runner --id {id} ")) else {
+        return format!("no runner; containerd's log:\n{}", cd.log());
+    };
+    let read = |file: &str| std::fs::read_to_string(format!("/proc/{runner}/{file}"));
+    let state = read("status").ok().and_then(|s| {
+        s.lines()
+            .find(|l| l.starts_with("State:"))
+            .map(str::to_string)
+    });
+    let log = cd.log();
+    let about: Vec<&str> = log.lines().filter(|l| l.contains(id)).collect();
+    format!(
+        "runner {runner} {state:?}, wchan {:?}, stdout {:?} flags {:?}; containerd's lines about it:\n{}",
+        read("wchan").unwrap_or_default(),
+        std::fs::read_link(format!("/proc/{runner}/fd/1")),
+        read("fdinfo/1").unwrap_or_default().lines().find(|l| l.starts_with("flags")),
+        about.join("\n")
+    )
+}
+
 fn rss_kib(pid: u32) -> u64 {
     proc_status::rss_kib(pid).unwrap_or_else(|| panic!("no VmRSS for {pid}"))
 }
@@ -377,9 +401,15 @@ fn a_gigabyte_of_stdout_with_no_reader_or_a_slow_one_leaves_the_shim_as_it_was()
     assert_success(&out, "ctr run -d flood");
     let shim = shim_pid_of("unread");
     let rss_before = rss_kib(shim);
-    wait_until("the unread flood to end", Duration::from_secs(120), || {
-        cd.task_has_status("unread", "STOPPED")
-    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !cd.task_has_status("unread", "STOPPED") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the unread flood did not end within 120 s: {}",
+            flood_state(&cd, "unread")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let rss_after = rss_kib(shim);
     let out = cd.ctr(&["task", "delete", "unread"]);
     assert_success(&out, "the unread flood exits 0");

@@ -143,20 +143,26 @@ fn sandbox_id(config: &Path) -> Option<String> {
 /// Kills the runner recorded in `<bundle>/runner.pid`, if that pid is still
 /// a wasmbox runner (pids are reused).
 /// Removes the cgroup a wasm container's runner was in, as the bundle's
-/// spec names it (runc's `delete --force` does the same for a native one).
-/// The runner was just killed: its exit takes a moment, and `rmdir`
-/// fails until it is out of the cgroup, so this waits for that, briefly.
+/// spec names it, and a native container's when `runc delete --force`
+/// left it: runc removes it at once after its SIGKILL, and fails while the
+/// killed process is still exiting. The process was just killed: its exit
+/// takes a moment, and `rmdir` fails until it is out of the cgroup, so
+/// this waits for that, briefly.
 fn remove_leftover_cgroup(bundle: &Path) {
-    if bundle.join("runc").is_dir() {
-        return;
-    }
     let (Ok(spec), Some(id)) = (
         wasmbox_oci::load_spec(bundle),
         bundle.file_name().and_then(|n| n.to_str()),
     ) else {
         return;
     };
-    let path = crate::cgroup::runner_cgroups_path(&spec, id);
+    let path = if bundle.join("runc").is_dir() {
+        match crate::cgroup::spec_cgroups_path(&spec) {
+            Some(path) => path,
+            None => return,
+        }
+    } else {
+        crate::cgroup::runner_cgroups_path(&spec, id)
+    };
     match crate::cgroup::ContainerCgroup::create(&path, false, None) {
         Ok(mut cgroup) => {
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);

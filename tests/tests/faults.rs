@@ -67,11 +67,19 @@ fn a_shim_killed_with_sigkill_leaves_no_cgroup_process_or_mount() {
             Duration::from_secs(10),
             || !alive(task),
         );
+        let after = leftovers::cgroups_of(&ids);
         println!(
             "{id}: {} cgroup directories before the kill, {} after",
             before.len(),
-            leftovers::cgroups_of(&ids).len()
+            after.len()
         );
+        // A native container's cgroup is asserted gone only at the end
+        // (after its id ran again): with another test running beside this
+        // one, `runc delete --force` and the shim's own removal still leave
+        // it at this point (open in #12).
+        if id == "killed-wasm" {
+            assert!(after.is_empty(), "{id}'s dead shim left {after:?}");
+        }
         // The killed shim could not remove its socket; containerd's
         // `delete` did, and the same id runs again once containerd has
         // removed the old bundle.

@@ -176,17 +176,16 @@ impl SpawnedRunner {
             }
             .map_err(|e| format!("cannot hand the run plan to the runner: {e}"))?;
             let mut notices = BufReader::new(File::from(status));
-            let mut details = None;
-            while details.is_none() {
+            let details = loop {
                 match read_status_line(&mut notices)
                     .map_err(|e| format!("cannot read the runner's status: {e}"))?
                 {
-                    StatusLine::Ready(ready) => details = Some(ready),
+                    StatusLine::Ready(ready) => break ready,
                     StatusLine::Log(level, message) => log_runner_line(&id, &level, &message),
                     StatusLine::Failed(message) => return Err(message),
                 }
-            }
-            Ok((control, notices, details.unwrap_or_default()))
+            };
+            Ok((control, notices, details))
         })
         .await
         .map_err(|e| format!("runner set-up task failed: {e}"))

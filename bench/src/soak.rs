@@ -267,9 +267,10 @@ pub fn run(cycles: usize, pods: usize, parallelism: usize) -> Result<Soak> {
     let every = (pods / 5).max(1);
     in_parallel(pods, 4, pod_cycle, |done| {
         if done % every == 0 {
-            eprintln!("soak: {done} pods");
+            let now = census(&cd, pod_shim);
+            eprintln!("soak: {done} pods; pod shim RSS {} KiB", now[ROWS[4]]);
             if let Ok(mut s) = samples.lock() {
-                s.push((cycles + done, census(&cd, pod_shim)));
+                s.push((cycles + done, now));
             }
         }
     })?;
@@ -342,6 +343,17 @@ impl Soak {
                 a as i64 - b as i64
             ));
         }
+        let rss = ROWS[4];
+        let along: Vec<String> = self
+            .samples
+            .iter()
+            .filter(|(done, _)| *done >= self.cycles)
+            .map(|(done, census)| format!("{} pods: {}", done - self.cycles, census[rss]))
+            .collect();
+        md.push_str(&format!(
+            "\n{rss} along the pods (it serves one container per pod): {}. A leak grows with every pod; an allocator's settling does not.\n",
+            along.join(", ")
+        ));
         md.push_str("\n![counts along the soak](soak.svg)\n\n");
         md.push_str(&format!("{END}\n"));
         md

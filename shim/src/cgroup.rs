@@ -106,7 +106,6 @@ impl ContainerCgroup {
             .map_err(|e| format!("cannot thaw cgroup {}: {e}", self.path))
     }
 
-    /// Removes the cgroup; logs what fails.
     /// Whether no process is left in the cgroup.
     pub fn is_empty(&self) -> bool {
         self.manager
@@ -115,6 +114,7 @@ impl ContainerCgroup {
             .unwrap_or(true)
     }
 
+    /// Removes the cgroup; logs what fails.
     pub fn destroy(&mut self) {
         if let Err(e) = self.manager.destroy() {
             log::warn!("cannot remove cgroup {}: {e}", self.path);

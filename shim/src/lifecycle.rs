@@ -140,8 +140,20 @@ fn sandbox_id(config: &Path) -> Option<String> {
         .cloned()
 }
 
-/// Kills the runner recorded in `<bundle>/runner.pid`, if that pid is still
-/// a wasmbox runner (pids are reused).
+/// `delete` runs without the shim's log pipe. What it warns of (a runc
+/// container or a cgroup it could not remove) goes to stderr, which
+/// containerd logs as the cleanup's warnings.
+pub fn log_warnings_to_stderr() {
+    use std::os::fd::AsFd;
+    let Ok(stderr) = std::io::stderr().as_fd().try_clone_to_owned() else {
+        return;
+    };
+    let logger = containerd_shim::logger::FifoLogger::with_file(std::fs::File::from(stderr));
+    if log::set_boxed_logger(Box::new(logger)).is_ok() {
+        log::set_max_level(log::LevelFilter::Warn);
+    }
+}
+
 /// Removes the cgroup a wasm container's runner was in, as the bundle's
 /// spec names it, and a native container's when `runc delete --force`
 /// left it: runc removes it at once after its SIGKILL, and fails while the
@@ -175,6 +187,8 @@ fn remove_leftover_cgroup(bundle: &Path) {
     }
 }
 
+/// Kills the runner recorded in `<bundle>/runner.pid`, if that pid is still
+/// a wasmbox runner (pids are reused).
 fn kill_leftover_runner(bundle: &Path) {
     let Ok(text) = std::fs::read_to_string(bundle.join("runner.pid")) else {
         return;

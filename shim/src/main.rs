@@ -46,6 +46,9 @@ async fn main() {
         }
         return;
     }
+    if flags.action == "delete" {
+        lifecycle::log_warnings_to_stderr();
+    }
     // start, delete, -info and -v are the crate's, with our start_shim.
     containerd_shim::asynchronous::run::<lifecycle::WasmboxShim>(RUNTIME_ID, None).await;
 }

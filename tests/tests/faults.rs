@@ -67,26 +67,39 @@ fn a_shim_killed_with_sigkill_leaves_no_cgroup_process_or_mount() {
             Duration::from_secs(10),
             || !alive(task),
         );
+        // containerd removes the old bundle once the shim's `delete` has
+        // returned: that is when the cleanup is over. (The killed process
+        // is gone a moment before: `runc delete --force` removes its
+        // cgroup after that.) The same id can then run again.
+        wait_until(
+            &format!("{id}'s old bundle to go"),
+            Duration::from_secs(20),
+            || !cd.bundle_of(id).exists(),
+        );
         let after = leftovers::cgroups_of(&ids);
         println!(
             "{id}: {} cgroup directories before the kill, {} after",
             before.len(),
             after.len()
         );
-        // A native container's cgroup is asserted gone only at the end
-        // (after its id ran again): with another test running beside this
-        // one, `runc delete --force` and the shim's own removal still leave
-        // it at this point (open in #12).
-        if id == "killed-wasm" {
-            assert!(after.is_empty(), "{id}'s dead shim left {after:?}");
-        }
+        assert!(
+            after.is_empty(),
+            "{id}'s dead shim left {after:?}; the cleanup's warnings, as containerd logged them:\n{}",
+            cd.log()
+                .lines()
+                .filter(|l| l.contains("cleaning up dead shim") && l.contains(id))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
         // The killed shim could not remove its socket; containerd's
-        // `delete` did, and the same id runs again once containerd has
-        // removed the old bundle.
-        wait_until(
-            &format!("{id}'s old bundle to go"),
-            Duration::from_secs(20),
-            || !cd.bundle_of(id).exists(),
+        // `delete` did, and said so on stderr, which containerd logs as
+        // the cleanup's warnings.
+        let socket_name = socket.display().to_string();
+        assert!(
+            cd.log()
+                .lines()
+                .any(|l| l.contains("removing the stale shim socket") && l.contains(&socket_name)),
+            "containerd did not log the cleanup's warning about {socket_name}"
         );
         let gone = Instant::now() + Duration::from_secs(10);
         while socket.exists() && Instant::now() < gone {

@@ -344,11 +344,16 @@ impl Soak {
             ));
         }
         let rss = ROWS[4];
-        let along: Vec<String> = self
+        let mut along: Vec<(usize, u64)> = self
             .samples
             .iter()
             .filter(|(done, _)| *done >= self.cycles)
-            .map(|(done, census)| format!("{} pods: {}", done - self.cycles, census[rss]))
+            .map(|(done, census)| (done - self.cycles, census[rss]))
+            .collect();
+        along.dedup_by_key(|(pods, _)| *pods);
+        let along: Vec<String> = along
+            .iter()
+            .map(|(pods, kib)| format!("{pods} pods: {kib}"))
             .collect();
         md.push_str(&format!(
             "\n{rss} along the pods (it serves one container per pod): {}. A leak grows with every pod; an allocator's settling does not.\n",

@@ -32,12 +32,16 @@ pub const END: &str = "<!-- soak:end -->";
 /// The counts a leak would grow, by name, in table order.
 pub type Census = BTreeMap<&'static str, u64>;
 
+/// The row judged by its size rather than its growth, and reported along
+/// the pods.
+const POD_SHIM_RSS: &str = "the long-lived pod shim's RSS (KiB)";
+
 const ROWS: [&str; 11] = [
     "wasmbox processes (shims, runners)",
     "containerd's open fds",
     "all shims' open fds",
     "the long-lived pod shim's open fds",
-    "the long-lived pod shim's RSS (KiB)",
+    POD_SHIM_RSS,
     "cgroup directories of containers",
     "mounts on the node",
     "network namespaces pinned by containerd",
@@ -268,7 +272,7 @@ pub fn run(cycles: usize, pods: usize, parallelism: usize) -> Result<Soak> {
     in_parallel(pods, 4, pod_cycle, |done| {
         if done % every == 0 {
             let now = census(&cd, pod_shim);
-            eprintln!("soak: {done} pods; pod shim RSS {} KiB", now[ROWS[4]]);
+            eprintln!("soak: {done} pods; pod shim RSS {} KiB", now[POD_SHIM_RSS]);
             if let Ok(mut s) = samples.lock() {
                 s.push((cycles + done, now));
             }
@@ -315,7 +319,7 @@ impl Soak {
     /// and the shim's RSS (reported, judged by its size).
     pub fn leaks(&self) -> Vec<String> {
         ROWS.iter()
-            .filter(|row| !row.contains("wasm cache") && !row.contains("RSS"))
+            .filter(|row| !row.contains("wasm cache") && **row != POD_SHIM_RSS)
             .filter(|row| self.after[*row] > self.before[*row])
             .map(|row| format!("{row}: {} → {}", self.before[*row], self.after[*row]))
             .collect()
@@ -343,12 +347,11 @@ impl Soak {
                 a as i64 - b as i64
             ));
         }
-        let rss = ROWS[4];
         let mut along: Vec<(usize, u64)> = self
             .samples
             .iter()
             .filter(|(done, _)| *done >= self.cycles)
-            .map(|(done, census)| (done - self.cycles, census[rss]))
+            .map(|(done, census)| (done - self.cycles, census[POD_SHIM_RSS]))
             .collect();
         along.dedup_by_key(|(pods, _)| *pods);
         let along: Vec<String> = along
@@ -356,7 +359,7 @@ impl Soak {
             .map(|(pods, kib)| format!("{pods} pods: {kib}"))
             .collect();
         md.push_str(&format!(
-            "\n{rss} along the pods (it serves one container per pod): {}. A leak grows with every pod; an allocator's settling does not.\n",
+            "\n{POD_SHIM_RSS} along the pods (it serves one container per pod): {}. A leak grows with every pod; an allocator's settling does not.\n",
             along.join(", ")
         ));
         md.push_str("\n![counts along the soak](soak.svg)\n\n");

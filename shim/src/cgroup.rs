@@ -9,7 +9,17 @@
 //! (`/kubepods.slice/kubepods-pod1.slice/cri-containerd-abc.scope`). Both
 //! cgroup v1 (including v1/v2 hybrids) and v2 work; the `cgroups-rs` crate
 //! does the file work.
+//!
+//! Pause returns only once the kernel reports every task frozen, as runc's
+//! does: writing the freezer starts the freeze, and a task on a CPU can run
+//! on (and be charged CPU time) until it reaches the kernel.
 
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use cgroups_rs::fs::freezer::FreezerController;
+use cgroups_rs::fs::hierarchies;
+use cgroups_rs::fs::{Cgroup, Controller};
 use cgroups_rs::manager::is_systemd_cgroup;
 use cgroups_rs::{CgroupPid, FreezerState, FsManager, Manager, SystemdManager};
 use containerd_shim::protos::cgroups::metrics as v1;
@@ -39,7 +49,12 @@ pub struct ContainerCgroup {
     manager: Box<dyn Manager>,
     path: String,
     resources: Option<LinuxResources>,
+    freezer: FreezerView,
 }
+
+/// How long Pause waits for every task to be frozen before it thaws the
+/// cgroup and fails (runc's v1 freeze gives up after about as long).
+const FREEZE_WITHIN: Duration = Duration::from_secs(5);
 
 impl ContainerCgroup {
     /// Prepares the cgroup at `cgroups_path`; [`Self::add`] creates it.
@@ -48,23 +63,27 @@ impl ContainerCgroup {
         use_systemd: bool,
         resources: Option<&LinuxResources>,
     ) -> Result<Self, String> {
-        let manager: Box<dyn Manager> = if is_systemd_cgroup(cgroups_path) {
-            if use_systemd && std::path::Path::new("/run/systemd/system").exists() {
-                Box::new(
-                    SystemdManager::new(cgroups_path)
-                        .map_err(|e| format!("cgroup {cgroups_path} (systemd): {e}"))?,
-                )
-            } else {
-                let path = systemd_to_cgroupfs(cgroups_path)?;
-                Box::new(fs_manager(&path)?)
-            }
+        let cgroupfs_path = if is_systemd_cgroup(cgroups_path) {
+            systemd_to_cgroupfs(cgroups_path)?
         } else {
-            Box::new(fs_manager(cgroups_path)?)
+            cgroups_path.to_string()
+        };
+        let manager: Box<dyn Manager> = if is_systemd_cgroup(cgroups_path)
+            && use_systemd
+            && std::path::Path::new("/run/systemd/system").exists()
+        {
+            Box::new(
+                SystemdManager::new(cgroups_path)
+                    .map_err(|e| format!("cgroup {cgroups_path} (systemd): {e}"))?,
+            )
+        } else {
+            Box::new(fs_manager(&cgroupfs_path)?)
         };
         Ok(Self {
             manager,
             path: cgroups_path.to_string(),
             resources: resources.map(applicable),
+            freezer: FreezerView::of(&cgroupfs_path),
         })
     }
 
@@ -94,10 +113,30 @@ impl ContainerCgroup {
             .map_err(|e| format!("cannot update cgroup {}: {e}", self.path))
     }
 
-    pub fn freeze(&self) -> Result<(), String> {
-        self.manager
-            .freeze(FreezerState::Frozen)
-            .map_err(|e| format!("cannot freeze cgroup {}: {e}", self.path))
+    /// Freezes the cgroup and waits, up to [`FREEZE_WITHIN`], until the
+    /// kernel says every task in it is frozen. The freeze is asked again on
+    /// each look, which on v1 retries the tasks still running (as runc
+    /// does). If it does not settle, the cgroup is thawed and this fails.
+    pub async fn freeze(&self) -> Result<(), String> {
+        let deadline = Instant::now() + FREEZE_WITHIN;
+        loop {
+            self.manager
+                .freeze(FreezerState::Frozen)
+                .map_err(|e| format!("cannot freeze cgroup {}: {e}", self.path))?;
+            if self.freezer.is_frozen()? {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                let thawed = self.thaw();
+                return Err(format!(
+                    "cgroup {} was not frozen within {} s: a task in it did not stop{}",
+                    self.path,
+                    FREEZE_WITHIN.as_secs(),
+                    thawed.err().map(|e| format!(" ({e})")).unwrap_or_default()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
     }
 
     pub fn thaw(&self) -> Result<(), String> {
@@ -195,6 +234,53 @@ impl CgroupSlot {
         let slot = std::mem::replace(self, CgroupSlot::Failed("the cgroup was removed".into()));
         if let CgroupSlot::Ready(mut cgroup) = slot {
             let _ = tokio::task::spawn_blocking(move || cgroup.destroy()).await;
+        }
+    }
+}
+
+/// Where the kernel says whether a cgroup's tasks are all frozen: v1's
+/// `freezer.state` (`FREEZING` until the last task stops, then `FROZEN`),
+/// or v2's `cgroup.events` (`frozen 1`; cgroups-rs reads `cgroup.freeze`,
+/// which is what was asked, not what is).
+enum FreezerView {
+    V1(FreezerController),
+    V2 {
+        events: PathBuf,
+    },
+    /// v1 with no freezer hierarchy mounted: pausing fails in the manager.
+    Missing,
+}
+
+impl FreezerView {
+    fn of(cgroupfs_path: &str) -> Self {
+        let relative = cgroupfs_path.trim_start_matches('/');
+        let hierarchy = hierarchies::auto();
+        if hierarchy.v2() {
+            return FreezerView::V2 {
+                events: hierarchy.root().join(relative).join("cgroup.events"),
+            };
+        }
+        Cgroup::load_with_specified_controllers(hierarchy, relative, vec!["freezer".into()])
+            .controller_of::<FreezerController>()
+            .map(|freezer| FreezerView::V1(freezer.clone()))
+            .unwrap_or(FreezerView::Missing)
+    }
+
+    fn is_frozen(&self) -> Result<bool, String> {
+        match self {
+            FreezerView::V1(freezer) => freezer
+                .state()
+                .map(|state| matches!(state, FreezerState::Frozen))
+                .map_err(|e| {
+                    format!(
+                        "cannot read {}/freezer.state: {e}",
+                        freezer.path().display()
+                    )
+                }),
+            FreezerView::V2 { events } => std::fs::read_to_string(events)
+                .map(|text| text.lines().any(|line| line.trim() == "frozen 1"))
+                .map_err(|e| format!("cannot read {}: {e}", events.display())),
+            FreezerView::Missing => Ok(true),
         }
     }
 }

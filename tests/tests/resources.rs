@@ -206,7 +206,20 @@ fn limits_land_on_the_cgroup_and_metrics_pause_and_resume_work() {
     });
     assert!(metric(&cd, "busy1", memory_metric) > 0);
 
+    // Pause returns once the kernel says every task is frozen (a busy task
+    // that is throttled by its quota, or waiting for a CPU, reaches the
+    // freezer only when it runs again; until then v1 reads FREEZING).
     assert_success(&cd.ctr(&["task", "pause", "busy1"]), "pause");
+    if cgroup_v1() {
+        assert_eq!(
+            cgroup_file("freezer", "/wasmbox-test-busy/busy1", "freezer.state"),
+            "FROZEN"
+        );
+    } else {
+        let events = cgroup_file("", "/wasmbox-test-busy/busy1", "cgroup.events");
+        assert!(events.lines().any(|l| l == "frozen 1"), "{events}");
+    }
+    let paused = metric(&cd, "busy1", cpu_metric);
     let tasks = stdout(&cd.ctr(&["task", "list"]));
     assert!(
         tasks
@@ -214,7 +227,6 @@ fn limits_land_on_the_cgroup_and_metrics_pause_and_resume_work() {
             .any(|l| l.starts_with("busy1") && l.contains("PAUSED")),
         "{tasks}"
     );
-    let paused = metric(&cd, "busy1", cpu_metric);
     // Frozen: over half a second, not a nanosecond more.
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(

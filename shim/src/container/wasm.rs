@@ -201,7 +201,7 @@ impl WasmContainer {
     async fn set_frozen(&mut self, frozen: bool) -> Result<()> {
         let cgroup = self.cgroup().await?;
         let result = if frozen {
-            cgroup.freeze()
+            cgroup.freeze().await
         } else {
             cgroup.thaw()
         };

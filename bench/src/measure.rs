@@ -112,11 +112,53 @@ pub struct Memory {
     pub total_kib: u64,
     pub containers: usize,
     pub processes: usize,
+    /// Per program (`/proc/PID/comm`): its processes and their PSS, KiB.
+    pub by_program: std::collections::BTreeMap<String, (usize, u64)>,
 }
 
 impl Memory {
+    /// The PSS of `pids`, which are the processes of `containers` idle
+    /// containers (or pods).
+    pub fn of(pids: &[u32], containers: usize) -> Result<Self> {
+        let mut by_program = std::collections::BTreeMap::new();
+        let mut total_kib = 0;
+        for pid in pids {
+            let pss = pss_kib(*pid)?;
+            let program = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .with_context(|| format!("cannot read /proc/{pid}/comm"))?;
+            let entry = by_program
+                .entry(program.trim().to_string())
+                .or_insert((0, 0));
+            entry.0 += 1;
+            entry.1 += pss;
+            total_kib += pss;
+        }
+        Ok(Memory {
+            total_kib,
+            containers,
+            processes: pids.len(),
+            by_program,
+        })
+    }
+
     pub fn per_container_kib(&self) -> f64 {
         self.total_kib as f64 / self.containers.max(1) as f64
+    }
+
+    /// `program: N processes, K KiB per container` for each program.
+    pub fn breakdown(&self) -> String {
+        let per = self.containers.max(1) as f64;
+        self.by_program
+            .iter()
+            .map(|(program, (processes, kib))| {
+                format!(
+                    "`{program}` {:.2} processes, {:.0} KiB",
+                    *processes as f64 / per,
+                    *kib as f64 / per
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 }
 
@@ -134,11 +176,6 @@ fn pss_kib(pid: u32) -> Result<u64> {
                 .ok()
         })
         .with_context(|| format!("{path} has no Pss line"))
-}
-
-/// The PSS of all of `pids`, summed.
-pub fn sum_pss_kib(pids: &[u32]) -> Result<u64> {
-    pids.iter().map(|pid| pss_kib(*pid)).sum()
 }
 
 fn parent_pid(pid: u32) -> Option<u32> {
@@ -212,14 +249,9 @@ pub fn idle_memory(
     } else {
         "containerd-shim-runc-v2"
     };
-    let family = shim_family(cd, shim);
-    let total_kib = sum_pss_kib(&family);
+    let memory = Memory::of(&shim_family(cd, shim), count);
     remove_all(cd, &ids);
-    Ok(Memory {
-        total_kib: total_kib?,
-        containers: count,
-        processes: family.len(),
-    })
+    memory
 }
 
 /// Kills and deletes the given containers, a few at a time.

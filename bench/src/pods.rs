@@ -19,7 +19,7 @@ use k8s_cri::v1::ContainerState;
 use wasmbox_tests::cri::Cri;
 use wasmbox_tests::Containerd;
 
-use crate::measure::{in_parallel, shim_family, sum_pss_kib, Memory};
+use crate::measure::{in_parallel, shim_family, Memory};
 
 /// The CRI calls of a pod's life that are timed, in order.
 pub const CALLS: [&str; 6] = [
@@ -188,14 +188,7 @@ pub fn density(cd: &Containerd, side: &Side, count: usize) -> Result<Memory> {
         },
         |_| {},
     )
-    .and_then(|()| {
-        let family = shim_family(cd, side.shim);
-        Ok(Memory {
-            total_kib: sum_pss_kib(&family)?,
-            containers: count,
-            processes: family.len(),
-        })
-    });
+    .and_then(|()| Memory::of(&shim_family(cd, side.shim), count));
     let pods = pods.into_inner().map_err(|_| anyhow!("pods poisoned"))?;
     let removed = in_parallel(
         pods.len(),

@@ -63,6 +63,7 @@ pub fn run(cd: &Containerd, images: &Images, sizes: &Sizes, out_dir: &Path) -> R
     eprintln!("bench: density, {} idle pods per runtime", sizes.density);
     let mut per_pod: [Vec<f64>; 2] = Default::default();
     let mut processes = [0.0; 2];
+    let mut breakdown: [String; 2] = Default::default();
     for round in 0..sizes.density_rounds {
         // Each side goes first every other round.
         let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
@@ -71,6 +72,8 @@ pub fn run(cd: &Containerd, images: &Images, sizes: &Sizes, out_dir: &Path) -> R
             let memory = density(cd, side, sizes.density)?;
             per_pod[i].push(memory.per_container_kib() / 1024.0);
             processes[i] = memory.processes as f64 / memory.containers.max(1) as f64;
+            breakdown[i] = memory.breakdown();
+            eprintln!("bench: {} pods: {}", side.label, breakdown[i]);
         }
     }
     let pss = [Spread::of(&per_pod[0]), Spread::of(&per_pod[1])];
@@ -135,6 +138,10 @@ pub fn run(cd: &Containerd, images: &Images, sizes: &Sizes, out_dir: &Path) -> R
         pss[0].median / pss[1].median,
         pss[1].show(2),
         processes[1]
+    ));
+    md.push_str(&format!(
+        "Per pod, by program (the last round): wasmbox: {}. runc: {}.\n\n",
+        breakdown[0], breakdown[1]
     ));
     Ok(md)
 }

@@ -240,6 +240,12 @@ fn hold(mut control: File, mut status: File) -> ExitCode {
     if !wait_for_start(control) {
         return ExitCode::SUCCESS;
     }
+    // What confinement built (the seccomp programs, the plan) is freed by
+    // now but still held by the heap; a pod holds this process for its
+    // whole life, so give the pages back (about 140 KiB of the sandbox's
+    // 370 KiB, per /proc/PID/smaps). brk and madvise are allowed.
+    // SAFETY: malloc_trim only returns free memory to the kernel.
+    unsafe { nix::libc::malloc_trim(0) };
     loop {
         nix::unistd::pause();
     }

@@ -28,6 +28,18 @@ mod task;
 /// The runtime type containerd knows this shim by.
 pub const RUNTIME_ID: &str = "io.containerd.wasmbox.v1";
 
+/// Keeps the serving shim's heap in one glibc arena. Its event loop is one
+/// thread, and tokio's blocking threads come and go (cgroup moves, file
+/// work); each new thread would otherwise get an arena of its own that
+/// outlives it, part used, in every idle shim of a node (36-44 KiB each,
+/// two or three per shim, seen in /proc/PID/smaps). Nothing here allocates
+/// from many threads at once, so the one arena's lock costs nothing.
+fn one_malloc_arena() {
+    // SAFETY: mallopt only changes allocator settings; it is called before
+    // any thread other than this one exists.
+    unsafe { nix::libc::mallopt(nix::libc::M_ARENA_MAX, 1) };
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
@@ -39,6 +51,7 @@ async fn main() {
         }
     };
     if flags.action.is_empty() && !flags.info && !flags.version {
+        one_malloc_arena();
         if let Err(e) = serve::serve(flags).await {
             eprintln!("{RUNTIME_ID}: {e:#}");
             log::error!("{e:#}");

@@ -15,7 +15,8 @@ use containerd_shim::protos::protobuf::well_known_types::any::Any;
 use containerd_shim::protos::types::task::{ProcessInfo, Status};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use wasmbox_oci::protocol::{parse_log, read_notice, OOM_NOTICE, OPTIMIZE_NOTICE};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+use wasmbox_oci::protocol::{parse_log, OOM_NOTICE, OPTIMIZE_NOTICE};
 
 use super::options::RuntimeOptions;
 use super::{timestamp, Container, ContainerError, CreateRequest, Deleted, Result, Shared};
@@ -216,32 +217,46 @@ impl WasmContainer {
 /// started; whether its guest stopped for memory goes to the exit watcher (at
 /// the OOM notice, or `false` at the end), which publishes TaskOOM (CRI's
 /// reason OOMKilled) before the TaskExit of the same exit.
+///
+/// A task on the shim's event loop, not a thread per runner: an idle pod
+/// would otherwise keep a blocked thread (its stack, and its malloc arena)
+/// for each of its runners.
 fn watch_notices(
     shared: &Arc<Shared>,
     id: &str,
     module: Option<PathBuf>,
-    mut notices: std::io::BufReader<File>,
+    notices: std::io::BufReader<File>,
 ) -> RunnerNotices {
     let shared = shared.clone();
     let id = id.to_string();
-    let handle = tokio::runtime::Handle::current();
     let (ended, end) = tokio::sync::watch::channel(None);
-    std::thread::spawn(move || {
+    // What the readiness read buffered past its line comes first.
+    let buffered = notices.buffer().to_vec();
+    let pipe = tokio::net::unix::pipe::Receiver::from_file(notices.into_inner());
+    tokio::spawn(async move {
         let mut out_of_memory = false;
-        while let Ok(Some(notice)) = read_notice(&mut notices) {
-            if let Some((level, message)) = parse_log(&notice) {
-                crate::runner::log_runner_line(&id, level, message);
-            } else if let Some(module) = module.clone().filter(|_| notice == OPTIMIZE_NOTICE) {
-                // From the runtime's thread, which lives as long as the
-                // shim: the compile's parent-death signal follows the
-                // thread that spawned it, and this one ends with the runner.
-                let (shared, id) = (shared.clone(), id.clone());
-                handle.spawn(async move { shared.optimizer.start(&shared.exits, &id, &module) });
-            } else if notice == OOM_NOTICE {
-                log::info!("container {id}: guest stopped for memory");
-                out_of_memory = true;
-                let _ = ended.send(Some(true));
+        match pipe {
+            Ok(pipe) => {
+                let reader = std::io::Cursor::new(buffered).chain(pipe);
+                let mut lines = tokio::io::BufReader::new(reader).lines();
+                while let Ok(Some(notice)) = lines.next_line().await {
+                    if let Some((level, message)) = parse_log(&notice) {
+                        crate::runner::log_runner_line(&id, level, message);
+                    } else if let Some(module) =
+                        module.as_ref().filter(|_| notice == OPTIMIZE_NOTICE)
+                    {
+                        // On the event loop's thread, which lives as long
+                        // as the shim: the compile's parent-death signal
+                        // follows the thread that spawned it.
+                        shared.optimizer.start(&shared.exits, &id, module);
+                    } else if notice == OOM_NOTICE {
+                        log::info!("container {id}: guest stopped for memory");
+                        out_of_memory = true;
+                        let _ = ended.send(Some(true));
+                    }
+                }
             }
+            Err(e) => log::warn!("container {id}: cannot watch the runner's notices: {e}"),
         }
         if !out_of_memory {
             let _ = ended.send(Some(false));

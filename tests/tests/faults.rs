@@ -91,16 +91,6 @@ fn a_shim_killed_with_sigkill_leaves_no_cgroup_process_or_mount() {
                 .collect::<Vec<_>>()
                 .join("\n")
         );
-        // The killed shim could not remove its socket; containerd's
-        // `delete` did, and said so on stderr, which containerd logs as
-        // the cleanup's warnings.
-        let socket_name = socket.display().to_string();
-        assert!(
-            cd.log()
-                .lines()
-                .any(|l| l.contains("removing the stale shim socket") && l.contains(&socket_name)),
-            "containerd did not log the cleanup's warning about {socket_name}"
-        );
         let gone = Instant::now() + Duration::from_secs(10);
         while socket.exists() && Instant::now() < gone {
             std::thread::sleep(Duration::from_millis(20));
@@ -113,6 +103,28 @@ fn a_shim_killed_with_sigkill_leaves_no_cgroup_process_or_mount() {
             cd.log()
                 .lines()
                 .filter(|l| l.contains(id) || l.contains("shim socket"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        // The killed shim could not remove its socket; containerd's
+        // `delete` did, and said so on stderr, which containerd logs as
+        // the cleanup's warnings (once that `delete` has returned).
+        let socket_name = socket.display().to_string();
+        let warned = || {
+            cd.log()
+                .lines()
+                .any(|l| l.contains("removing the stale shim socket") && l.contains(&socket_name))
+        };
+        let logged_by = Instant::now() + Duration::from_secs(10);
+        while !warned() && Instant::now() < logged_by {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            warned(),
+            "containerd did not log the cleanup's warning about {socket_name}; its log of {id}:\n{}",
+            cd.log()
+                .lines()
+                .filter(|l| l.contains(id) || l.contains(&socket_name))
                 .collect::<Vec<_>>()
                 .join("\n")
         );

@@ -37,7 +37,8 @@ fn runner_path() -> std::io::Result<PathBuf> {
 }
 
 /// A command for the runner binary, with the environment passed on to it
-/// and nothing else, in `/`. Returns the binary's path too, for errors.
+/// and nothing else, in `/`, with no descriptor but its stdio and what the
+/// caller makes inheritable. Returns the binary's path too, for errors.
 pub fn runner_command() -> Result<(Command, PathBuf), String> {
     let runner = runner_path().map_err(|e| format!("cannot locate wasmbox-runner: {e}"))?;
     let mut command = Command::new(&runner);
@@ -49,6 +50,19 @@ pub fn runner_command() -> Result<(Command, PathBuf), String> {
                 .filter_map(|name| Some((name, std::env::var_os(name)?))),
         )
         .current_dir("/");
+    // A runner gets its stdio and what its caller hands over (made
+    // inheritable by a later pre_exec), nothing else: whatever the shim
+    // holds without close-on-exec (from containerd, or from whoever started
+    // containerd) is closed at exec, as runc closes such descriptors before
+    // a container's process starts. Kernels before 5.11 lack the flag;
+    // there the shim's own descriptors are close-on-exec already.
+    // SAFETY: close_range is async-signal-safe and allocates nothing.
+    unsafe {
+        command.pre_exec(|| {
+            nix::libc::close_range(3, u32::MAX, nix::libc::CLOSE_RANGE_CLOEXEC as i32);
+            Ok(())
+        });
+    }
     Ok((command, runner))
 }
 
@@ -128,9 +142,8 @@ pub fn spawn(
         .stderr(stdio.stderr);
     let inherited = [control_read.as_raw_fd(), status_write.as_raw_fd()];
     let (join, create) = namespaces.raw();
-    // SAFETY: the closure only makes async-signal-safe calls (fcntl, setns,
-    // unshare) on descriptors that stay open in the parent until spawn
-    // returns, and allocates nothing.
+    // SAFETY: the closure only makes async-signal-safe calls (fcntl, setns, unshare) on descriptors that stay open in the parent
+    // until spawn returns, and allocates nothing.
     unsafe {
         command.pre_exec(move || {
             for fd in inherited {

@@ -1,7 +1,7 @@
 //! The runner's second wall, seen from outside as an operator would see
 //! it: `/proc/<pid>/status` and `/proc/<pid>/root` of a wasm guest beside
-//! a runc container made with the same ctr flags, a planted cache, and
-//! specs the runner must refuse.
+//! a runc container made with the same ctr flags, a planted cache, a
+//! planted inheritable descriptor, and specs the runner must refuse.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::time::Duration;
@@ -286,4 +286,56 @@ fn specs_the_runner_cannot_honour_fail_create_and_leave_nothing() {
         );
     }
     cd.assert_nothing_left();
+}
+
+/// The `pipe:[inode]` targets of `pid`'s open descriptors.
+fn open_pipes(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .map(|target| target.display().to_string())
+                .filter(|target| target.starts_with("pipe:"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_runner_holds_no_descriptor_it_was_not_given() {
+    // A descriptor without close-on-exec in whatever starts containerd
+    // goes to containerd, and from it to every shim it starts.
+    let (planted_read, planted_write) = nix::unistd::pipe().expect("pipe");
+    let planted = std::fs::read_link(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&planted_write)
+    ))
+    .unwrap()
+    .display()
+    .to_string();
+    let cd = Containerd::start();
+    cd.import_wasm_image(
+        &sample_wasm("sleeper"),
+        "docker.io/wasmbox/sleeper:test",
+        &[],
+    );
+    let runner = start_detached(&cd, RUNTIME, &[], "docker.io/wasmbox/sleeper:test", "fds");
+    let shim = parent_of(runner);
+    assert!(
+        open_pipes(shim).contains(&planted),
+        "the planted {planted} did not reach the shim, so this shows nothing"
+    );
+    let held = open_pipes(runner);
+    assert!(
+        !held.contains(&planted),
+        "the runner holds the shim's inherited {planted}: {held:?}"
+    );
+    assert_success(&cd.ctr(&["task", "kill", "fds"]), "kill");
+    wait_until("fds to stop", Duration::from_secs(20), || {
+        cd.task_has_status("fds", "STOPPED")
+    });
+    assert_success(&cd.ctr(&["task", "delete", "fds"]), "task delete");
+    assert_success(&cd.ctr(&["container", "delete", "fds"]), "container delete");
+    cd.assert_nothing_left();
+    drop((planted_read, planted_write));
 }

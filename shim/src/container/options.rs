@@ -16,7 +16,6 @@
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use containerd_shim::bootstrap::any_is;
 use containerd_shim::protos::protobuf::rt::WireType;
 use containerd_shim::protos::protobuf::well_known_types::any::Any;
 use containerd_shim::protos::protobuf::{CodedInputStream, Message};
@@ -27,6 +26,18 @@ use super::{ContainerError, Result};
 
 /// The type URL of CRI's options for runtimes it does not know.
 const RUNTIME_OPTIONS_TYPE: &str = "runtimeoptions.v1.Options";
+
+/// The type URL of runc's options. Compared as a name, not through the
+/// message's protobuf descriptor: building that descriptor would keep its
+/// parsed proto file on the heap of every idle shim.
+const RUNC_OPTIONS_TYPE: &str = "containerd.runc.v1.Options";
+
+/// Whether `any` holds a message of type `name`: containerd's `typeurl`
+/// writes bare names, protobuf's `Any::pack` prefixes a host
+/// (`type.googleapis.com/...`).
+fn any_is(any: &Any, name: &str) -> bool {
+    any.type_url.rsplit('/').next() == Some(name)
+}
 
 /// Whether native containers run (through runc) or are refused.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -68,7 +79,7 @@ impl RuntimeOptions {
         let Some(any) = options else {
             return Ok(Self::default());
         };
-        if any_is::<RuncOptions>(any) {
+        if any_is(any, RUNC_OPTIONS_TYPE) {
             let runc = RuncOptions::parse_from_bytes(&any.value)
                 .map_err(|e| ContainerError::InvalidArgument(format!("runtime options: {e}")))?;
             return Ok(Self {
@@ -79,11 +90,7 @@ impl RuntimeOptions {
                 systemd_cgroup: runc.systemd_cgroup,
             });
         }
-        if any
-            .type_url
-            .trim_start_matches('/')
-            .ends_with(RUNTIME_OPTIONS_TYPE)
-        {
+        if any_is(any, RUNTIME_OPTIONS_TYPE) {
             let (path, body) = runtime_options(&any.value)?;
             let (text, source) = if !body.is_empty() {
                 (
@@ -133,6 +140,15 @@ fn runtime_options(bytes: &[u8]) -> Result<(String, Vec<u8>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use containerd_shim::protos::protobuf::MessageFull;
+
+    #[test]
+    fn the_runc_options_name_is_the_descriptors() {
+        assert_eq!(RUNC_OPTIONS_TYPE, RuncOptions::descriptor().full_name());
+        let packed = Any::pack(&RuncOptions::new()).unwrap();
+        assert!(any_is(&packed, RUNC_OPTIONS_TYPE), "{}", packed.type_url);
+        assert!(!any_is(&packed, RUNTIME_OPTIONS_TYPE));
+    }
 
     #[test]
     fn a_settings_file_and_runc_options_are_read() {

@@ -189,11 +189,6 @@ pub fn density(cd: &Containerd, side: &Side, count: usize) -> Result<Memory> {
         |_| {},
     )
     .and_then(|()| Memory::of(&shim_family(cd, side.shim), count));
-        std::fs::write(&hold, "").ok();
-        while std::path::Path::new(&hold).exists() {
-            std::thread::sleep(Duration::from_secs(1));
-        }
-    }
     let pods = pods.into_inner().map_err(|_| anyhow!("pods poisoned"))?;
     let removed = in_parallel(
         pods.len(),

@@ -14,6 +14,7 @@ mod container;
 mod events;
 mod exits;
 mod features;
+mod heap;
 mod lifecycle;
 mod namespaces;
 mod oom;

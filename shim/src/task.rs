@@ -257,6 +257,7 @@ impl Task for TaskService {
                 ..Default::default()
             })
             .await;
+        crate::heap::trim_when_quiet();
         Ok(CreateTaskResponse {
             pid,
             ..Default::default()
@@ -286,6 +287,7 @@ impl Task for TaskService {
                 })
                 .await;
         }
+        crate::heap::trim_when_quiet();
         Ok(StartResponse {
             pid,
             ..Default::default()
@@ -345,6 +347,7 @@ impl Task for TaskService {
                 })
                 .await;
         }
+        crate::heap::trim_when_quiet();
         Ok(DeleteResponse {
             pid: deleted.pid,
             exit_status: deleted.exit.code,

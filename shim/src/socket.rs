@@ -51,13 +51,45 @@ pub fn claim(address: &str) -> std::io::Result<Claim> {
 /// file unless a live server still answers on it (another container of the
 /// pod may have started one since).
 pub fn remove_stale(bundle: &Path) {
-    let Ok(address) = std::fs::read_to_string(bundle.join("address")) else {
-        return;
+    let address = match std::fs::read_to_string(bundle.join("address")) {
+        Ok(address) => address,
+        Err(e) => {
+            log::warn!(
+                "no shim socket to remove: {}/address: {e}",
+                bundle.display()
+            );
+            return;
+        }
     };
-    if let Err(e) = claim(address.trim()) {
-        log::warn!("cannot remove the shim socket {}: {e}", address.trim());
+    // The dead server's socket can still answer for a moment: a child the
+    // shim forked just before it was killed holds the listener until it
+    // has exec'd. A server that still answers after that is a new one (the
+    // pod's next container) and keeps its socket.
+    let deadline = std::time::Instant::now() + STILL_SERVED_FOR;
+    loop {
+        match claim(address.trim()) {
+            Ok(Claim::Free) => return,
+            Ok(Claim::Served) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Ok(Claim::Served) => {
+                log::warn!(
+                    "the shim socket {} is still served after {} ms; left in place",
+                    address.trim(),
+                    STILL_SERVED_FOR.as_millis()
+                );
+                return;
+            }
+            Err(e) => {
+                log::warn!("cannot remove the shim socket {}: {e}", address.trim());
+                return;
+            }
+        }
     }
 }
+
+/// How long `delete` waits for a dead shim's socket to stop answering.
+const STILL_SERVED_FOR: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[cfg(test)]
 mod tests {

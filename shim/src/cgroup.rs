@@ -49,7 +49,9 @@ pub struct ContainerCgroup {
     manager: Box<dyn Manager>,
     path: String,
     resources: Option<LinuxResources>,
-    freezer: FreezerView,
+    /// The cgroup's cgroupfs path (the systemd form expanded), where Pause
+    /// reads whether the freeze has settled.
+    cgroupfs_path: String,
 }
 
 /// How long Pause waits for every task to be frozen before it thaws the
@@ -63,12 +65,13 @@ impl ContainerCgroup {
         use_systemd: bool,
         resources: Option<&LinuxResources>,
     ) -> Result<Self, String> {
-        let cgroupfs_path = if is_systemd_cgroup(cgroups_path) {
+        let systemd_form = is_systemd_cgroup(cgroups_path);
+        let cgroupfs_path = if systemd_form {
             systemd_to_cgroupfs(cgroups_path)?
         } else {
             cgroups_path.to_string()
         };
-        let manager: Box<dyn Manager> = if is_systemd_cgroup(cgroups_path)
+        let manager: Box<dyn Manager> = if systemd_form
             && use_systemd
             && std::path::Path::new("/run/systemd/system").exists()
         {
@@ -83,7 +86,7 @@ impl ContainerCgroup {
             manager,
             path: cgroups_path.to_string(),
             resources: resources.map(applicable),
-            freezer: FreezerView::of(&cgroupfs_path),
+            cgroupfs_path,
         })
     }
 
@@ -119,11 +122,12 @@ impl ContainerCgroup {
     /// does). If it does not settle, the cgroup is thawed and this fails.
     pub async fn freeze(&self) -> Result<(), String> {
         let deadline = Instant::now() + FREEZE_WITHIN;
+        let freezer = FreezerView::of(&self.cgroupfs_path);
         loop {
             self.manager
                 .freeze(FreezerState::Frozen)
                 .map_err(|e| format!("cannot freeze cgroup {}: {e}", self.path))?;
-            if self.freezer.is_frozen()? {
+            if freezer.is_frozen()? {
                 return Ok(());
             }
             if Instant::now() >= deadline {

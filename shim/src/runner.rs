@@ -142,8 +142,9 @@ pub fn spawn(
         .stderr(stdio.stderr);
     let inherited = [control_read.as_raw_fd(), status_write.as_raw_fd()];
     let (join, create) = namespaces.raw();
-    // SAFETY: the closure only makes async-signal-safe calls (fcntl, setns, unshare) on descriptors that stay open in the parent
-    // until spawn returns, and allocates nothing.
+    // SAFETY: the closure only makes async-signal-safe calls (fcntl, setns,
+    // unshare) on descriptors that stay open in the parent until spawn
+    // returns, and allocates nothing.
     unsafe {
         command.pre_exec(move || {
             for fd in inherited {

@@ -88,12 +88,21 @@ pub fn containerd_version() -> String {
 
 /// Polls `check` (every 20 ms) until it holds; panics naming `what` after
 /// `timeout`.
-pub fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+pub fn wait_until(what: &str, timeout: Duration, check: impl FnMut() -> bool) {
+    assert!(poll_until(timeout, check), "timed out waiting for {what}");
+}
+
+/// Whether `check` holds within `timeout` (looked at every 20 ms), for a
+/// caller whose failure message says more than [`wait_until`]'s.
+pub fn poll_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        if Instant::now() >= deadline {
+            return false;
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
+    true
 }
 
 /// Variable `name` of the `env` file the private-containerd and

@@ -1,12 +1,12 @@
 //! Faults a node sees on its worst day, and what they must not leave
 //! behind: a shim killed with SIGKILL, for a wasm and a native container.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use wasmbox_tests::proc_status::shim_of;
 use wasmbox_tests::{
-    assert_success, leftovers, repo_root, sample_wasm, skip, stdout, wait_until, Containerd,
-    RUNTIME,
+    assert_success, leftovers, poll_until, repo_root, sample_wasm, skip, stdout, wait_until,
+    Containerd, RUNTIME,
 };
 
 /// Whether `pid` runs (a zombie no longer does: here nobody may reap it).
@@ -91,12 +91,8 @@ fn a_shim_killed_with_sigkill_leaves_no_cgroup_process_or_mount() {
                 .collect::<Vec<_>>()
                 .join("\n")
         );
-        let gone = Instant::now() + Duration::from_secs(10);
-        while socket.exists() && Instant::now() < gone {
-            std::thread::sleep(Duration::from_millis(20));
-        }
         assert!(
-            !socket.exists(),
+            poll_until(Duration::from_secs(10), || !socket.exists()),
             "{id}'s dead shim left its socket {} (a server answers there: {}); containerd's log:\n{}",
             socket.display(),
             std::os::unix::net::UnixStream::connect(&socket).is_ok(),
@@ -115,12 +111,8 @@ fn a_shim_killed_with_sigkill_leaves_no_cgroup_process_or_mount() {
                 .lines()
                 .any(|l| l.contains("removing the stale shim socket") && l.contains(&socket_name))
         };
-        let logged_by = Instant::now() + Duration::from_secs(10);
-        while !warned() && Instant::now() < logged_by {
-            std::thread::sleep(Duration::from_millis(20));
-        }
         assert!(
-            warned(),
+            poll_until(Duration::from_secs(10), warned),
             "containerd did not log the cleanup's warning about {socket_name}; its log of {id}:\n{}",
             cd.log()
                 .lines()

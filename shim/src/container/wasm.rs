@@ -232,31 +232,30 @@ fn watch_notices(
     let (ended, end) = tokio::sync::watch::channel(None);
     // What the readiness read buffered past its line comes first.
     let buffered = notices.buffer().to_vec();
-    let pipe = tokio::net::unix::pipe::Receiver::from_file(notices.into_inner());
+    let pipe = match tokio::net::unix::pipe::Receiver::from_file(notices.into_inner()) {
+        Ok(pipe) => pipe,
+        Err(e) => {
+            log::warn!("container {id}: cannot watch the runner's notices: {e}");
+            let _ = ended.send(Some(false));
+            return end;
+        }
+    };
+    let mut lines = tokio::io::BufReader::new(std::io::Cursor::new(buffered).chain(pipe)).lines();
     tokio::spawn(async move {
         let mut out_of_memory = false;
-        match pipe {
-            Ok(pipe) => {
-                let reader = std::io::Cursor::new(buffered).chain(pipe);
-                let mut lines = tokio::io::BufReader::new(reader).lines();
-                while let Ok(Some(notice)) = lines.next_line().await {
-                    if let Some((level, message)) = parse_log(&notice) {
-                        crate::runner::log_runner_line(&id, level, message);
-                    } else if let Some(module) =
-                        module.as_ref().filter(|_| notice == OPTIMIZE_NOTICE)
-                    {
-                        // On the event loop's thread, which lives as long
-                        // as the shim: the compile's parent-death signal
-                        // follows the thread that spawned it.
-                        shared.optimizer.start(&shared.exits, &id, module);
-                    } else if notice == OOM_NOTICE {
-                        log::info!("container {id}: guest stopped for memory");
-                        out_of_memory = true;
-                        let _ = ended.send(Some(true));
-                    }
-                }
+        while let Ok(Some(notice)) = lines.next_line().await {
+            if let Some((level, message)) = parse_log(&notice) {
+                crate::runner::log_runner_line(&id, level, message);
+            } else if let Some(module) = module.as_ref().filter(|_| notice == OPTIMIZE_NOTICE) {
+                // On the event loop's thread, which lives as long as the
+                // shim: the compile's parent-death signal follows the
+                // thread that spawned it.
+                shared.optimizer.start(&shared.exits, &id, module);
+            } else if notice == OOM_NOTICE {
+                log::info!("container {id}: guest stopped for memory");
+                out_of_memory = true;
+                let _ = ended.send(Some(true));
             }
-            Err(e) => log::warn!("container {id}: cannot watch the runner's notices: {e}"),
         }
         if !out_of_memory {
             let _ = ended.send(Some(false));

@@ -5,7 +5,7 @@
 //!
 //! One shim process can serve several containers (a pod's).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -31,7 +31,9 @@ use containerd_shim::{ExitSignal, Task, TtrpcContext};
 use nix::sys::signal::Signal;
 use tokio::sync::Mutex;
 
-use crate::container::{self, timestamp, Container, ContainerError, CreateRequest, Shared};
+use crate::container::{
+    self, timestamp, Container, ContainerError, CreateRequest, Deleted, Shared,
+};
 use crate::exits::{ExitInfo, ExitOwner, ExitRegistry};
 use crate::rootfs;
 
@@ -50,7 +52,25 @@ pub struct TaskService {
 struct Inner {
     shared: Arc<Shared>,
     containers: Mutex<HashMap<String, Arc<Entry>>>,
+    /// Ids whose Create is under way, not in `containers` yet.
+    creating: std::sync::Mutex<HashSet<String>>,
     exit_signal: Arc<ExitSignal>,
+}
+
+/// An id claimed by a Create under way; given back when dropped.
+struct Reservation {
+    inner: Arc<Inner>,
+    id: String,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.inner
+            .creating
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(&self.id);
+    }
 }
 
 fn error(code: Code, message: impl ToString) -> ttrpc::Error {
@@ -87,6 +107,7 @@ impl TaskService {
                     optimizer: Default::default(),
                 }),
                 containers: Mutex::new(HashMap::new()),
+                creating: Default::default(),
                 exit_signal,
             }),
         };
@@ -133,6 +154,141 @@ impl TaskService {
     /// the optimized compiles.
     pub fn shared(&self) -> Arc<Shared> {
         self.inner.shared.clone()
+    }
+
+    /// Claims `id` for a Create, so that a second Create of the same id
+    /// fails while the first is still under way.
+    async fn reserve(&self, id: &str) -> ttrpc::Result<Reservation> {
+        let containers = self.inner.containers.lock().await;
+        let mut creating = self
+            .inner
+            .creating
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if containers.contains_key(id) || !creating.insert(id.to_string()) {
+            return Err(error(
+                Code::ALREADY_EXISTS,
+                format!("container {id} already exists"),
+            ));
+        }
+        Ok(Reservation {
+            inner: self.inner.clone(),
+            id: id.to_string(),
+        })
+    }
+
+    /// Creates the container, registers it and publishes TaskCreate, then
+    /// hands its pid to the waiting Create call. If that call is gone,
+    /// the container is deleted again, as containerd would have.
+    async fn create_detached(
+        self,
+        req: CreateTaskRequest,
+        reservation: Reservation,
+        answer: tokio::sync::oneshot::Sender<ttrpc::Result<u32>>,
+    ) {
+        let id = req.id.clone();
+        let container = match self.make_container(&req).await {
+            Ok(container) => container,
+            Err(e) => {
+                if let Err(Err(e)) = answer.send(Err(e)) {
+                    log::warn!(
+                        "container {id}: its Create, which containerd stopped waiting for, failed: {e:?}"
+                    );
+                }
+                return;
+            }
+        };
+        let pid = container.pid();
+        self.inner.containers.lock().await.insert(
+            id.clone(),
+            Arc::new(Entry {
+                pid,
+                container: Mutex::new(container),
+            }),
+        );
+        drop(reservation);
+        self.inner
+            .shared
+            .publish(TaskCreate {
+                container_id: id.clone(),
+                bundle: req.bundle,
+                rootfs: req.rootfs,
+                io: MessageField::some(TaskIO {
+                    stdin: req.stdin,
+                    stdout: req.stdout,
+                    stderr: req.stderr,
+                    terminal: req.terminal,
+                    ..Default::default()
+                }),
+                pid,
+                ..Default::default()
+            })
+            .await;
+        if answer.send(Ok(pid)).is_err() {
+            log::warn!(
+                "container {id}: containerd stopped waiting for its Create (a deadline passed or the connection closed); deleting it"
+            );
+            if let Err(e) = self.delete_container(&id, "").await {
+                log::warn!("container {id}: cannot delete it: {e:?}");
+            }
+        }
+    }
+
+    /// Mounts the rootfs and creates the container of the kind the
+    /// bundle asks for; unmounts again if that fails.
+    async fn make_container(&self, req: &CreateTaskRequest) -> ttrpc::Result<Box<dyn Container>> {
+        let id = &req.id;
+        let started = Instant::now();
+        let bundle = PathBuf::from(&req.bundle);
+        let spec = wasmbox_oci::load_spec(&bundle).map_err(|e| error(Code::INVALID_ARGUMENT, e))?;
+        let userns = wasmbox_oci::userns::user_namespace_from_spec(&spec)
+            .map_err(|e| error(Code::INVALID_ARGUMENT, e))?;
+        let mounted_rootfs = rootfs::mount(&bundle, &req.rootfs, userns.as_ref())
+            .await
+            .map_err(|e| error(Code::INTERNAL, e))?;
+        let request = CreateRequest {
+            req,
+            spec: &spec,
+            bundle: &bundle,
+            mounted_rootfs: mounted_rootfs.clone(),
+        };
+        match container::create(&self.inner.shared, request).await {
+            Ok(container) => {
+                log::debug!(
+                    "container {id}: created in {:.2} ms",
+                    started.elapsed().as_secs_f64() * 1000.0
+                );
+                Ok(container)
+            }
+            Err(e) => {
+                if let Some(target) = &mounted_rootfs {
+                    rootfs::unmount(target);
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Deletes container `id`'s process `exec_id` (the container itself
+    /// when empty) and publishes TaskDelete for a container.
+    async fn delete_container(&self, id: &str, exec_id: &str) -> ttrpc::Result<Deleted> {
+        let entry = self.entry(id).await?;
+        let deleted = entry.container.lock().await.delete(exec_id).await?;
+        if exec_id.is_empty() {
+            self.inner.containers.lock().await.remove(id);
+            self.inner
+                .shared
+                .publish(TaskDelete {
+                    container_id: id.to_string(),
+                    id: id.to_string(),
+                    pid: deleted.pid,
+                    exit_status: deleted.exit.code,
+                    exited_at: MessageField::some(timestamp(deleted.exit.at)),
+                    ..Default::default()
+                })
+                .await;
+        }
+        Ok(deleted)
     }
 
     async fn entry(&self, id: &str) -> ttrpc::Result<Arc<Entry>> {
@@ -187,76 +343,30 @@ async fn publish_exit(shared: &Shared, owner: &ExitOwner, exit: ExitInfo) {
 
 #[async_trait]
 impl Task for TaskService {
+    /// The container is made by a task of its own, which ttrpc cannot drop
+    /// halfway: ttrpc drops a call's future when its deadline passes or its
+    /// connection closes (containerd 1.7 closes a task's connection when it
+    /// gives up on its Create), and a Create dropped mid-way would leave its
+    /// runner, cgroup and rootfs mount to no one. A Create that containerd
+    /// stopped waiting for runs to its end, and the container is deleted
+    /// then (see [`TaskService::create_detached`]).
     async fn create(
         &self,
         _ctx: &TtrpcContext,
         req: CreateTaskRequest,
     ) -> ttrpc::Result<CreateTaskResponse> {
-        let id = req.id.clone();
-        let bundle = PathBuf::from(&req.bundle);
-        if self.inner.containers.lock().await.contains_key(&id) {
-            return Err(error(
-                Code::ALREADY_EXISTS,
-                format!("container {id} already exists"),
-            ));
-        }
         if !req.checkpoint.is_empty() {
             return Err(error(
                 Code::UNIMPLEMENTED,
                 "checkpoint/restore is not supported by wasmbox",
             ));
         }
-        let started = Instant::now();
-        let spec = wasmbox_oci::load_spec(&bundle).map_err(|e| error(Code::INVALID_ARGUMENT, e))?;
-        let userns = wasmbox_oci::userns::user_namespace_from_spec(&spec)
-            .map_err(|e| error(Code::INVALID_ARGUMENT, e))?;
-        let mounted_rootfs = rootfs::mount(&bundle, &req.rootfs, userns.as_ref())
+        let reservation = self.reserve(&req.id).await?;
+        let (answer, created) = tokio::sync::oneshot::channel();
+        tokio::spawn(self.clone().create_detached(req, reservation, answer));
+        let pid = created
             .await
-            .map_err(|e| error(Code::INTERNAL, e))?;
-        let request = CreateRequest {
-            req: &req,
-            spec: &spec,
-            bundle: &bundle,
-            mounted_rootfs: mounted_rootfs.clone(),
-        };
-        let container = match container::create(&self.inner.shared, request).await {
-            Ok(container) => container,
-            Err(e) => {
-                if let Some(target) = &mounted_rootfs {
-                    rootfs::unmount(target);
-                }
-                return Err(e.into());
-            }
-        };
-        let pid = container.pid();
-        log::debug!(
-            "container {id}: created in {:.2} ms",
-            started.elapsed().as_secs_f64() * 1000.0
-        );
-        self.inner.containers.lock().await.insert(
-            id.clone(),
-            Arc::new(Entry {
-                pid,
-                container: Mutex::new(container),
-            }),
-        );
-        self.inner
-            .shared
-            .publish(TaskCreate {
-                container_id: id,
-                bundle: req.bundle,
-                rootfs: req.rootfs,
-                io: MessageField::some(TaskIO {
-                    stdin: req.stdin,
-                    stdout: req.stdout,
-                    stderr: req.stderr,
-                    terminal: req.terminal,
-                    ..Default::default()
-                }),
-                pid,
-                ..Default::default()
-            })
-            .await;
+            .map_err(|_| error(Code::INTERNAL, "the create task went away"))??;
         crate::heap::trim_when_quiet();
         Ok(CreateTaskResponse {
             pid,
@@ -331,22 +441,7 @@ impl Task for TaskService {
         _ctx: &TtrpcContext,
         req: DeleteRequest,
     ) -> ttrpc::Result<DeleteResponse> {
-        let entry = self.entry(&req.id).await?;
-        let deleted = entry.container.lock().await.delete(&req.exec_id).await?;
-        if req.exec_id.is_empty() {
-            self.inner.containers.lock().await.remove(&req.id);
-            self.inner
-                .shared
-                .publish(TaskDelete {
-                    container_id: req.id.clone(),
-                    id: req.id,
-                    pid: deleted.pid,
-                    exit_status: deleted.exit.code,
-                    exited_at: MessageField::some(timestamp(deleted.exit.at)),
-                    ..Default::default()
-                })
-                .await;
-        }
+        let deleted = self.delete_container(&req.id, &req.exec_id).await?;
         crate::heap::trim_when_quiet();
         Ok(DeleteResponse {
             pid: deleted.pid,

@@ -19,7 +19,7 @@
 
 use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig,
-    Strategy,
+    RegallocAlgorithm, Strategy,
 };
 
 use crate::RuntimeError;
@@ -52,10 +52,22 @@ pub fn new_engine() -> Result<Engine, RuntimeError> {
 
 /// The engine for the first start of a big core module: Winch, the
 /// baseline compiler, with the core engine's other settings (see
-/// [`crate::tiered`]). Its code is never stored.
+/// [`crate::tiered`]). Its code is never stored, and only has to start the
+/// container soon, so it leaves out what serves later runs: the table from
+/// native to wasm addresses (a trap's backtrace still names each
+/// function, without its wasm offset), the native unwind tables (for
+/// outside profilers and debuggers; wasmtime's own backtraces do not use
+/// them), and Cranelift's optimizations of the trampolines it compiles
+/// beside Winch's code. Together they take 12% off a 30 MB module's first
+/// start here (yosys: 2.37 -> 2.09 s, median of 6).
 pub fn new_baseline_engine() -> Result<Engine, RuntimeError> {
     let mut config = base_config();
-    config.strategy(Strategy::Winch);
+    config
+        .strategy(Strategy::Winch)
+        .generate_address_map(false)
+        .native_unwind_info(false)
+        .cranelift_opt_level(OptLevel::None)
+        .cranelift_regalloc_algorithm(RegallocAlgorithm::SinglePass);
     build(&config)
 }
 

@@ -166,6 +166,30 @@ mod tests {
         assert_eq!(outcome, CacheOutcome::Compiled);
     }
 
+    /// Baseline code has no native-to-wasm address map: a trap's backtrace
+    /// still has the function, without its offset in the module.
+    #[test]
+    fn a_trap_in_baseline_code_names_its_function() {
+        // (func (export "_start") unreachable)
+        const TRAPS: &[u8] = b"\0asm\x01\0\0\0\x01\x04\x01\x60\0\0\x03\x02\x01\0\
+            \x07\x0a\x01\x06_start\0\0\x0a\x05\x01\x03\0\0\x0b";
+        let module = compile_baseline(TRAPS).unwrap();
+        let mut store = wasmtime::Store::new(module.engine(), ());
+        let instance = wasmtime::Instance::new(&mut store, &module, &[]).unwrap();
+        let start = instance
+            .get_typed_func::<(), ()>(&mut store, "_start")
+            .unwrap();
+        let error = start.call(&mut store, ()).unwrap_err();
+        assert_eq!(
+            error.downcast_ref::<wasmtime::Trap>(),
+            Some(&wasmtime::Trap::UnreachableCodeReached)
+        );
+        let backtrace = error.downcast_ref::<wasmtime::WasmBacktrace>().unwrap();
+        let frame = &backtrace.frames()[0];
+        assert_eq!(frame.func_index(), 0);
+        assert_eq!(frame.module_offset(), None);
+    }
+
     #[test]
     fn invalid_wasm_gets_the_optimizing_compiler_s_error() {
         let (_dir, cache, engine) = empty_cache();

@@ -16,7 +16,8 @@
 //!    (see `pods`).
 //! 7. Density: idle pods through CRI, PSS per pod (see `pods`).
 //!
-//! `wasmbox-bench http` and `wasmbox-bench pods` run one part alone and
+//! `wasmbox-bench first-start`, `wasmbox-bench http` and
+//! `wasmbox-bench pods` run one part alone and
 //! print it (RESULTS.md is only written by a full run); `pods` writes
 //! containerd's debug log to `WASMBOX_BENCH_LOG` when it is set. `wasmbox-bench
 //! soak` (`make soak`) runs the soak (see `soak`) and writes its part of
@@ -274,7 +275,18 @@ fn main() -> Result<()> {
             }
             return Ok(());
         }
-        Some(other) => bail!("unknown part {other:?}: use http, pods or soak, or nothing"),
+        Some("first-start") => {
+            let cd = Containerd::start_cri();
+            let images = prepare_images(&cd)?;
+            let (hello, _) =
+                measure::start_times(&cd, &images.wasm_hello, &images.runc_hello, sizes.runs)?;
+            let big = first_start::BigPrograms::measure(&cd, &images, &sizes)?;
+            print!("{}", big.markdown(&measure::Stats::of(&hello), &sizes));
+            return Ok(());
+        }
+        Some(other) => {
+            bail!("unknown part {other:?}: use first-start, http, pods or soak, or nothing")
+        }
         None => {}
     }
 

@@ -81,7 +81,7 @@ impl Shim for WasmboxShim {
         let bundle =
             std::env::current_dir().map_err(|e| containerd_shim::Error::Other(e.to_string()))?;
         kill_leftover_runner(&bundle);
-        crate::socket::remove_stale(&bundle);
+        crate::socket::remove_stale(&bundle).await;
         crate::container::native::force_delete(&bundle);
         crate::rootfs::unmount(&bundle.join("rootfs"));
         remove_leftover_cgroup(&bundle);

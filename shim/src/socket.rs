@@ -48,9 +48,10 @@ pub fn claim(address: &str) -> std::io::Result<Claim> {
 }
 
 /// After a shim died: removes the socket named in the bundle's `address`
-/// file unless a live server still answers on it (another container of the
-/// pod may have started one since).
-pub fn remove_stale(bundle: &Path) {
+/// file unless a live server still answers on it (the pod's shim, which
+/// serves its other containers, or one that another container of the pod
+/// has started since).
+pub async fn remove_stale(bundle: &Path) {
     let address = match std::fs::read_to_string(bundle.join("address")) {
         Ok(address) => address,
         Err(e) => {
@@ -61,35 +62,61 @@ pub fn remove_stale(bundle: &Path) {
             return;
         }
     };
-    // The dead server's socket can still answer for a moment: a child the
-    // shim forked just before it was killed holds the listener until it
-    // has exec'd. A server that still answers after that is a new one (the
-    // pod's next container) and keeps its socket.
+    let address = address.trim();
+    // A socket that takes connections is not yet a live server's: a child
+    // the dead shim forked just before it was killed holds the listener
+    // until it has exec'd, and the kernel queues connections for it that
+    // nobody answers. A live server answers a request at once.
     let deadline = std::time::Instant::now() + STILL_SERVED_FOR;
     loop {
-        match claim(address.trim()) {
+        match claim(address) {
             Ok(Claim::Free) => return,
+            Ok(Claim::Served) if answers(address).await => {
+                log::info!("the shim socket {address} is a live server's; left in place");
+                return;
+            }
             Ok(Claim::Served) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(std::time::Duration::from_millis(20));
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             }
             Ok(Claim::Served) => {
                 log::warn!(
-                    "the shim socket {} is still served after {} ms; left in place",
-                    address.trim(),
+                    "the shim socket {address} still takes connections after {} ms, and nothing answers on it; left in place",
                     STILL_SERVED_FOR.as_millis()
                 );
                 return;
             }
             Err(e) => {
-                log::warn!("cannot remove the shim socket {}: {e}", address.trim());
+                log::warn!("cannot remove the shim socket {address}: {e}");
                 return;
             }
         }
     }
 }
 
-/// How long `delete` waits for a dead shim's socket to stop answering.
+/// How long `delete` waits for a dead shim's socket to stop taking
+/// connections.
 const STILL_SERVED_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How long a live shim server has to answer.
+const ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Whether a shim server answers a Task API request on `address`: any
+/// answer, an error included, is a live server's.
+async fn answers(address: &str) -> bool {
+    use containerd_shim::protos::shim::shim::ConnectRequest;
+    use containerd_shim::protos::shim_async::{Client, TaskClient};
+    use containerd_shim::protos::ttrpc::{context, Error};
+
+    let Ok(client) = Client::connect(address).await else {
+        return false;
+    };
+    let request = ConnectRequest::default();
+    let ctx = context::with_timeout(ANSWER_WITHIN.as_nanos() as i64);
+    match TaskClient::new(client).connect(ctx, &request).await {
+        Ok(_) | Err(Error::RpcStatus(_)) => true,
+        Err(_) => false,
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -119,5 +146,27 @@ mod tests {
             claim(&format!("unix://{}", none.display())).unwrap(),
             Claim::Free
         );
+    }
+
+    /// A ttrpc server answers, even with "no such service"; a listener
+    /// nobody accepts on (a dead shim's, held by its forked child) does not.
+    #[tokio::test]
+    async fn only_a_server_that_answers_is_live() {
+        use containerd_shim::protos::ttrpc::r#async::transport::Listener;
+        use containerd_shim::protos::ttrpc::r#async::Server;
+
+        let dir = tempfile::tempdir().unwrap();
+        let served = dir.path().join("served");
+        let listener = Listener::try_from(UnixListener::bind(&served).unwrap()).unwrap();
+        let mut server = Server::new().add_listener(listener);
+        server.start().await.unwrap();
+        assert!(answers(&format!("unix://{}", served.display())).await);
+
+        let held = dir.path().join("held");
+        let _never_accepted = UnixListener::bind(&held).unwrap();
+        let address = format!("unix://{}", held.display());
+        assert_eq!(claim(&address).unwrap(), Claim::Served);
+        assert!(!answers(&address).await);
+        server.shutdown().await.unwrap();
     }
 }

@@ -205,10 +205,20 @@ impl CgroupSlot {
     /// Starts moving the runner `pid` into `cgroup`, off the event loop.
     /// On cgroup v1 the first move after a quiet spell waits for an RCU
     /// grace period (5-20 ms), so the shim does this while the runner loads
-    /// its module; later moves within that period are quick.
-    pub fn confine(mut cgroup: ContainerCgroup, pid: u32) -> Self {
+    /// its module; later moves within that period are quick. With
+    /// `kill_on_failure` (a sandbox, which may be started before its move
+    /// ends), a runner the move fails for is killed at once, so it never
+    /// goes on outside its cgroup; a guest's Start fails instead.
+    pub fn confine(mut cgroup: ContainerCgroup, pid: u32, kill_on_failure: bool) -> Self {
         CgroupSlot::Confining(tokio::task::spawn_blocking(move || {
             let confined = cgroup.add(pid);
+            if let (Err(e), true) = (&confined, kill_on_failure) {
+                log::error!("runner {pid}: {e}; killing it");
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
             (cgroup, confined)
         }))
     }

@@ -108,6 +108,21 @@ fn a_pod_of_two_wasm_containers_shares_one_shim_and_one_network() {
     // ipc and uts namespaces, and in a PID namespace of its own.
     let sandbox_pid = cri.sandbox_pid(&pod).expect("sandbox pid");
     let server_pid = cri.container_pid(&server).expect("server pid");
+    // RunPodSandbox does not wait for the sandbox's move into its cgroup
+    // (it runs no guest code); the move ends soon after.
+    wait_until(
+        "the sandbox runner in the pod's cgroup",
+        Duration::from_secs(10),
+        || {
+            // v1's memory hierarchy, or v2's one.
+            let cgroups =
+                std::fs::read_to_string(format!("/proc/{sandbox_pid}/cgroup")).unwrap_or_default();
+            let memory = cgroups.lines().find(|l| l.contains(":memory:"));
+            memory
+                .or_else(|| cgroups.lines().find(|l| l.starts_with("0::")))
+                .is_some_and(|line| line.contains(&pod))
+        },
+    );
     let cmdline = std::fs::read(format!("/proc/{sandbox_pid}/cmdline")).expect("sandbox cmdline");
     assert!(
         String::from_utf8_lossy(&cmdline).contains("wasmbox-runner"),

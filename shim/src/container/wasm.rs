@@ -124,11 +124,11 @@ impl WasmContainer {
         };
         let spawn_at = Instant::now();
         let runs = mode.describe().to_string();
+        let holds_sandbox = matches!(mode, RunnerMode::Sandbox(_));
         let module_host_path = match &mode {
             RunnerMode::Guest(plan) => Some(plan.module_host_path.clone()),
             RunnerMode::Sandbox(_) => None,
         };
-        let holds_sandbox = module_host_path.is_none();
         let mut cgroup = cgroup;
         let spawned = runner::spawn(&id, mode, stdio, &shared.exits, &namespaces).map_err(|e| {
             cgroup.destroy();

@@ -24,7 +24,8 @@
 # with its log), and leaves DIR/env with the variables to reach it:
 #   CONTAINERD_ADDRESS, CTR (the matching ctr), CONTAINERD_BIN_DIR.
 # WASMBOX_BIN_DIR (default: target/release of this repo) is where the shim
-# and runner are taken from; WASMBOX_CACHE_DIR defaults to DIR/wasm-cache.
+# and runner are taken from; WASMBOX_CACHE_DIR defaults to DIR/wasm-cache;
+# WASMBOX_CONTAINERD_LOG_LEVEL (default debug) is containerd's log level.
 set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -165,6 +166,14 @@ if [[ "$cri" == cri ]]; then
 }
 JSON
 fi
+# containerd's log level: debug (the tests read the shims' debug lines),
+# unless WASMBOX_CONTAINERD_LOG_LEVEL says otherwise (`make bench` runs it
+# at a node's info).
+log_level="${WASMBOX_CONTAINERD_LOG_LEVEL:-debug}"
+case "$log_level" in
+  trace|debug|info|warn|error) ;;
+  *) echo "WASMBOX_CONTAINERD_LOG_LEVEL=$log_level: not a containerd log level (trace, debug, info, warn, error)" >&2; exit 2 ;;
+esac
 # The config: what every version and mode shares, then the CRI plugin's
 # settings when it is on (config version 3 for containerd 2.x, 2 before).
 disabled=(
@@ -196,7 +205,7 @@ fi
   address = "$sock.ttrpc"
 [debug]
   address = "$dir/debug.sock"
-  level = "debug"
+  level = "$log_level"
 [metrics]
   address = ""
 TOML

@@ -19,7 +19,8 @@
 //! `wasmbox-bench first-start`, `wasmbox-bench http` and
 //! `wasmbox-bench pods` run one part alone and
 //! print it (RESULTS.md is only written by a full run); `pods` writes
-//! containerd's debug log to `WASMBOX_BENCH_LOG` when it is set. `wasmbox-bench
+//! containerd's log to `WASMBOX_BENCH_LOG` when it is set (at debug level
+//! then; the bench runs containerd at a node's `info` otherwise). `wasmbox-bench
 //! soak` (`make soak`) runs the soak (see `soak`) and writes its part of
 //! RESULTS.md, which a full run keeps.
 //!
@@ -251,7 +252,21 @@ fn run_soak() -> Result<()> {
     Ok(())
 }
 
+/// containerd's log level in the bench: a node's default, `info`. Its
+/// `debug` level, which the tests use, formats every container's whole spec
+/// into the log and costs containerd CPU on both sides; `WASMBOX_BENCH_LOG`
+/// asks for it, to see where a pod's time goes, not to measure.
+fn containerd_log_level() -> &'static str {
+    if std::env::var_os("WASMBOX_BENCH_LOG").is_some() {
+        "debug"
+    } else {
+        "info"
+    }
+}
+
 fn main() -> Result<()> {
+    // Read by scripts/private-containerd.sh, for every containerd below.
+    std::env::set_var("WASMBOX_CONTAINERD_LOG_LEVEL", containerd_log_level());
     let sizes = Sizes::from_env();
     let out_dir = repo_root().join("bench");
     let part = std::env::args().nth(1);
@@ -269,7 +284,7 @@ fn main() -> Result<()> {
             let images = prepare_images(&cd)?;
             print!("{}", pods_tables::run(&cd, &images, &sizes, &out_dir)?);
             // containerd's debug log (the shims' lines with it), to see
-            // where a pod's time goes.
+            // where a pod's time goes (see containerd_log_level).
             if let Ok(path) = std::env::var("WASMBOX_BENCH_LOG") {
                 std::fs::write(&path, cd.log()).with_context(|| format!("cannot write {path}"))?;
             }
@@ -304,8 +319,8 @@ fn main() -> Result<()> {
     md.push_str(&format!("- Machine: {}\n", report::machine()));
     md.push_str(&format!("- Date: {}\n", report::date()));
     md.push_str(&format!(
-        "- containerd {} (Debian) with its CRI plugin on, runc {} (Debian bookworm's: the newest Debian runc that runs on this machine's glibc 2.36; sid's 1.3 needs glibc 2.38). runc 1.1 copies itself into a memfd at every start, which 1.2 and later do not: that flatters wasmbox's start times. Both runtimes on the same private containerd, in one run; wasmbox on wasmtime {}.\n",
-        versions.containerd, versions.runc, versions.wasmtime
+        "- containerd {} (Debian) with its CRI plugin on, runc {} (Debian bookworm's: the newest Debian runc that runs on this machine's glibc 2.36; sid's 1.3 needs glibc 2.38). runc 1.1 copies itself into a memfd at every start, which 1.2 and later do not: that flatters wasmbox's start times. Both runtimes on the same private containerd (log level `{}`), in one run; wasmbox on wasmtime {}.\n",
+        versions.containerd, versions.runc, containerd_log_level(), versions.wasmtime
     ));
     md.push_str("- Shared, noisy machine: read medians and ratios, not single numbers.\n\n");
     md.push_str(&ctr_tables::run(&cd, &images, &sizes, &out_dir, &on_1_6)?);

@@ -29,6 +29,7 @@ pub mod limits;
 pub mod logger;
 pub mod module;
 pub mod pidns;
+pub mod shim_watch;
 pub mod stdio;
 pub mod tiered;
 

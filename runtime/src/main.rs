@@ -298,8 +298,15 @@ fn report_ready<T>(
 }
 
 /// Waits for the start byte; false if the control pipe closed without one
-/// (the task was deleted before it started).
+/// (the task was deleted before it started). From then on the runner ends
+/// when the shim does (see `wasmbox_runtime::shim_watch`).
 fn wait_for_start(mut control: File) -> bool {
     let mut byte = [0u8; 1];
-    matches!(control.read(&mut byte), Ok(1) if byte[0] == START)
+    if !matches!(control.read(&mut byte), Ok(1) if byte[0] == START) {
+        return false;
+    }
+    if let Err(e) = wasmbox_runtime::shim_watch::end_with_the_shim(control) {
+        log::warn!("cannot watch for the shim's end: {e}; this runner would outlive it");
+    }
+    true
 }

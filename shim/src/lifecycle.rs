@@ -11,18 +11,14 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use async_trait::async_trait;
 use containerd_shim::api::DeleteResponse;
 use containerd_shim::asynchronous::{spawn, ExitSignal, Shim};
-use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim::protos::protobuf::MessageField;
 use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::util::write_str_to_file;
 use containerd_shim::{Config, Flags, StartOpts};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 
 use crate::events::EventPublisher;
 use crate::task::TaskService;
@@ -56,20 +52,36 @@ impl Shim for WasmboxShim {
         let address = opts.socket_address(&grouping);
         let claim = crate::socket::claim(&address)
             .map_err(|e| containerd_shim::Error::Other(format!("shim socket {address}: {e}")))?;
-        if claim == crate::socket::Claim::Free {
-            spawn(opts, &grouping, Vec::new()).await?;
-        }
+        // containerd before 2.3 reads a bare address as task API v2, and
+        // JSON as the version it names, which 1.6 and 1.7 refuse above 2;
+        // so it is asked its version (see crate::bootstrap) while the
+        // server starts. 2.3's bootstrap protocol gets the crate's answer,
+        // for task API v3.
+        let containerd_address = opts.address.clone();
+        let ask_version = async {
+            if legacy {
+                crate::bootstrap::task_api_of(&containerd_address)
+                    .await
+                    .unwrap_or(2)
+            } else {
+                3
+            }
+        };
+        let serve = async {
+            if claim == crate::socket::Claim::Free {
+                spawn(opts, &grouping, Vec::new()).await.map(drop)
+            } else {
+                Ok(())
+            }
+        };
+        let (served, task_api) = tokio::join!(serve, ask_version);
+        served?;
         write_str_to_file("address", &address).await?;
         if legacy {
-            // containerd before 2.3 takes a bare address as "task API v2",
-            // which 1.6, 1.7 and 2.0-2.2 all speak, and which `serve`
-            // provides. (The crate would answer JSON with version 3, which
-            // 1.6 and 1.7 refuse.) 2.3's bootstrap protocol gets the crate's
-            // answer, for task API v3.
             use std::io::Write;
             let mut stdout = std::io::stdout();
             let _ = stdout
-                .write_all(address.as_bytes())
+                .write_all(crate::bootstrap::start_reply(&address, task_api).as_bytes())
                 .and_then(|()| stdout.flush());
             std::process::exit(0);
         }
@@ -77,24 +89,15 @@ impl Shim for WasmboxShim {
     }
 
     async fn delete_shim(&mut self) -> containerd_shim::Result<DeleteResponse> {
-        // The shim server died; containerd asks us to clean its bundle up.
+        // The shim server died; containerd asks us to clean its bundle up
+        // (and, for a pod's sandbox, what its pod left: see crate::cleanup).
         let bundle =
             std::env::current_dir().map_err(|e| containerd_shim::Error::Other(e.to_string()))?;
-        kill_leftover_runner(&bundle);
-        crate::socket::remove_stale(&bundle).await;
-        crate::container::native::force_delete(&bundle);
-        crate::rootfs::unmount(&bundle.join("rootfs"));
-        remove_leftover_cgroup(&bundle);
-        let since = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default();
+        crate::cleanup::clean_bundle(&bundle).await;
+        crate::cleanup::clean_pod_members(&bundle);
         Ok(DeleteResponse {
-            exit_status: 128 + Signal::SIGKILL as u32,
-            exited_at: MessageField::some(Timestamp {
-                seconds: since.as_secs() as i64,
-                nanos: since.subsec_nanos() as i32,
-                ..Default::default()
-            }),
+            exit_status: crate::cleanup::KILLED_STATUS,
+            exited_at: MessageField::some(crate::cleanup::now()),
             ..Default::default()
         })
     }
@@ -151,53 +154,5 @@ pub fn log_warnings_to_stderr() {
     let logger = containerd_shim::logger::FifoLogger::with_file(std::fs::File::from(stderr));
     if log::set_boxed_logger(Box::new(logger)).is_ok() {
         log::set_max_level(log::LevelFilter::Warn);
-    }
-}
-
-/// Removes the cgroup a wasm container's runner was in, as the bundle's
-/// spec names it, and a native container's when `runc delete --force`
-/// left it: runc removes it at once after its SIGKILL, and fails while the
-/// killed process is still exiting. The process was just killed: its exit
-/// takes a moment, and `rmdir` fails until it is out of the cgroup, so
-/// this waits for that, briefly.
-fn remove_leftover_cgroup(bundle: &Path) {
-    let (Ok(spec), Some(id)) = (
-        wasmbox_oci::load_spec(bundle),
-        bundle.file_name().and_then(|n| n.to_str()),
-    ) else {
-        return;
-    };
-    let path = if bundle.join("runc").is_dir() {
-        match crate::cgroup::spec_cgroups_path(&spec) {
-            Some(path) => path,
-            None => return,
-        }
-    } else {
-        crate::cgroup::runner_cgroups_path(&spec, id)
-    };
-    match crate::cgroup::ContainerCgroup::create(&path, false, None) {
-        Ok(mut cgroup) => {
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-            while !cgroup.is_empty() && std::time::Instant::now() < deadline {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            cgroup.destroy();
-        }
-        Err(e) => log::warn!("cannot remove the cgroup of {}: {e}", bundle.display()),
-    }
-}
-
-/// Kills the runner recorded in `<bundle>/runner.pid`, if that pid is still
-/// a wasmbox runner (pids are reused).
-fn kill_leftover_runner(bundle: &Path) {
-    let Ok(text) = std::fs::read_to_string(bundle.join("runner.pid")) else {
-        return;
-    };
-    let Ok(pid) = text.trim().parse::<i32>() else {
-        return;
-    };
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    if String::from_utf8_lossy(&cmdline).contains("wasmbox-runner") {
-        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
     }
 }

@@ -9,7 +9,9 @@
 //! processes that actually run wasm.
 
 mod artifact;
+mod bootstrap;
 mod cgroup;
+mod cleanup;
 mod container;
 mod events;
 mod exits;

@@ -6,7 +6,7 @@
 //! One shim process can serve several containers (a pod's).
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -42,6 +42,8 @@ use crate::rootfs;
 struct Entry {
     pid: u32,
     container: Mutex<Box<dyn Container>>,
+    /// Its record in its pod sandbox's bundle (see crate::cleanup).
+    pod_record: Option<PathBuf>,
 }
 
 #[derive(Clone)]
@@ -199,11 +201,13 @@ impl TaskService {
             }
         };
         let pid = container.pid();
+        let pod_record = crate::cleanup::record_pod_member(Path::new(&req.bundle), pid);
         self.inner.containers.lock().await.insert(
             id.clone(),
             Arc::new(Entry {
                 pid,
                 container: Mutex::new(container),
+                pod_record,
             }),
         );
         drop(reservation);
@@ -276,6 +280,9 @@ impl TaskService {
         let deleted = entry.container.lock().await.delete(exec_id).await?;
         if exec_id.is_empty() {
             self.inner.containers.lock().await.remove(id);
+            if let Some(record) = &entry.pod_record {
+                let _ = std::fs::remove_file(record);
+            }
             self.inner
                 .shared
                 .publish(TaskDelete {

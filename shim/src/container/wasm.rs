@@ -38,7 +38,8 @@ pub struct WasmContainer {
     io: TaskIO,
     started: bool,
     exit: ExitReceiver,
-    /// The runner's control pipe until the task is started.
+    /// The runner's control pipe: the start byte goes there, and its
+    /// closing, when the shim goes, ends the runner.
     control: Option<File>,
     /// Where the shim mounted the rootfs, to unmount at delete.
     mounted_rootfs: Option<PathBuf>,
@@ -293,10 +294,16 @@ impl Container for WasmContainer {
                 waited.elapsed().as_secs_f64() * 1000.0
             );
         }
-        let Some(mut control) = self.control.take() else {
-            return Err(ContainerError::FailedPrecondition(format!(
-                "container {id} was already started"
-            )));
+        // The control pipe stays open after the start byte: the runner
+        // ends when it closes, when the shim goes (see the runner's
+        // shim_watch), so nothing more is written to it.
+        let control = match (&mut self.control, self.started) {
+            (Some(control), false) => control,
+            _ => {
+                return Err(ContainerError::FailedPrecondition(format!(
+                    "container {id} was already started"
+                )))
+            }
         };
         control
             .write_all(&[wasmbox_oci::protocol::START])

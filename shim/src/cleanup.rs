@@ -17,9 +17,8 @@
 //! record names.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -100,18 +99,6 @@ fn kill_member(id: &str, pid: u32, cgroup: &str) {
         .is_ok_and(|cgroups| cgroups.lines().any(|l| l.ends_with(cgroup)));
     if runner || in_cgroup {
         let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
-    }
-}
-
-/// Now, as a protobuf timestamp.
-pub fn now() -> Timestamp {
-    let since = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
-    Timestamp {
-        seconds: since.as_secs() as i64,
-        nanos: since.subsec_nanos() as i32,
-        ..Default::default()
     }
 }
 

@@ -97,7 +97,9 @@ impl Shim for WasmboxShim {
         crate::cleanup::clean_pod_members(&bundle);
         Ok(DeleteResponse {
             exit_status: crate::cleanup::KILLED_STATUS,
-            exited_at: MessageField::some(crate::cleanup::now()),
+            exited_at: MessageField::some(
+                crate::container::timestamp(std::time::SystemTime::now()),
+            ),
             ..Default::default()
         })
     }

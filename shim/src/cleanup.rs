@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use oci_spec::runtime::Spec;
 
 /// The exit status `delete` reports for what it killed.
 pub const KILLED_STATUS: u32 = 128 + Signal::SIGKILL as u32;
@@ -34,23 +35,23 @@ pub async fn clean_bundle(bundle: &Path) {
     remove_leftover_cgroup(bundle);
 }
 
-/// Where the shim records the pod members of the sandbox `sandbox`.
-fn members_dir(tasks_dir: &Path, sandbox: &str) -> PathBuf {
-    tasks_dir.join(sandbox).join("pod-members")
-}
+/// The directory of a sandbox's bundle where the shim records its pod's
+/// members.
+const MEMBERS_DIR: &str = "pod-members";
 
-/// Records the task in `bundle` (with process `pid`) in its pod sandbox's
-/// bundle, if containerd connected it to the sandbox's shim (a `sandbox`
-/// file names the sandbox). Returns the record, to remove at Delete.
-pub fn record_pod_member(bundle: &Path, pid: u32) -> Option<PathBuf> {
+/// Records the task in `bundle` (with spec `spec` and process `pid`) in its
+/// pod sandbox's bundle, if containerd connected it to the sandbox's shim
+/// (a `sandbox` file names the sandbox). Returns the record, to remove at
+/// Delete.
+pub fn record_pod_member(bundle: &Path, spec: &Spec, pid: u32) -> Option<PathBuf> {
     let sandbox = std::fs::read_to_string(bundle.join("sandbox")).ok()?;
     let sandbox = sandbox.trim();
     let (tasks_dir, id) = (bundle.parent()?, bundle.file_name()?.to_str()?);
     if sandbox.is_empty() || sandbox == id || sandbox.contains('/') {
         return None;
     }
-    let cgroup = leftover_cgroup_path(bundle)?;
-    let dir = members_dir(tasks_dir, sandbox);
+    let cgroup = cgroup_path_of(bundle, spec, id)?;
+    let dir = tasks_dir.join(sandbox).join(MEMBERS_DIR);
     let record = dir.join(id);
     let written = std::fs::create_dir_all(&dir)
         .and_then(|()| std::fs::write(&record, format!("{cgroup}\n{pid}\n")));
@@ -69,7 +70,7 @@ pub fn record_pod_member(bundle: &Path, pid: u32) -> Option<PathBuf> {
 /// Kills what is left of each pod member recorded in the sandbox `bundle`
 /// and removes its cgroup.
 pub fn clean_pod_members(bundle: &Path) {
-    let Ok(records) = std::fs::read_dir(bundle.join("pod-members")) else {
+    let Ok(records) = std::fs::read_dir(bundle.join(MEMBERS_DIR)) else {
         return;
     };
     for record in records.filter_map(|r| r.ok()) {
@@ -92,25 +93,27 @@ pub fn clean_pod_members(bundle: &Path) {
 /// Kills `pid` if it still is member `id`'s: its runner, or a process in
 /// its cgroup (pids are reused).
 fn kill_member(id: &str, pid: u32, cgroup: &str) {
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    let cmdline = String::from_utf8_lossy(&cmdline);
-    let runner = cmdline.contains("wasmbox-runner") && cmdline.contains(id);
     let in_cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
         .is_ok_and(|cgroups| cgroups.lines().any(|l| l.ends_with(cgroup)));
-    if runner || in_cgroup {
+    if in_cgroup || runner_cmdline(pid).is_some_and(|cmdline| cmdline.contains(id)) {
         let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
     }
 }
 
-/// The cgroup of the task in `bundle`, as its spec names it: a wasm
+/// The command line of `pid`, if it is a wasmbox runner.
+fn runner_cmdline(pid: u32) -> Option<String> {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let cmdline = String::from_utf8_lossy(&cmdline).into_owned();
+    cmdline.contains("wasmbox-runner").then_some(cmdline)
+}
+
+/// The cgroup of task `id` in `bundle`, as its spec names it: a wasm
 /// container's runner's, or a native container's.
-fn leftover_cgroup_path(bundle: &Path) -> Option<String> {
-    let spec = wasmbox_oci::load_spec(bundle).ok()?;
-    let id = bundle.file_name()?.to_str()?;
+fn cgroup_path_of(bundle: &Path, spec: &Spec, id: &str) -> Option<String> {
     if bundle.join("runc").is_dir() {
-        crate::cgroup::spec_cgroups_path(&spec)
+        crate::cgroup::spec_cgroups_path(spec)
     } else {
-        Some(crate::cgroup::runner_cgroups_path(&spec, id))
+        Some(crate::cgroup::runner_cgroups_path(spec, id))
     }
 }
 
@@ -118,7 +121,13 @@ fn leftover_cgroup_path(bundle: &Path) -> Option<String> {
 /// container's when `runc delete --force` left it: runc removes it at once
 /// after its SIGKILL, and fails while the killed process is still exiting.
 fn remove_leftover_cgroup(bundle: &Path) {
-    if let Some(path) = leftover_cgroup_path(bundle) {
+    let (Ok(spec), Some(id)) = (
+        wasmbox_oci::load_spec(bundle),
+        bundle.file_name().and_then(|n| n.to_str()),
+    ) else {
+        return;
+    };
+    if let Some(path) = cgroup_path_of(bundle, &spec, id) {
         remove_cgroup(&path);
     }
 }
@@ -151,11 +160,7 @@ fn runner_pid(bundle: &Path) -> Option<u32> {
 /// Kills the runner recorded in `<bundle>/runner.pid`, if that pid is still
 /// a wasmbox runner (pids are reused).
 fn kill_leftover_runner(bundle: &Path) {
-    let Some(pid) = runner_pid(bundle) else {
-        return;
-    };
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    if String::from_utf8_lossy(&cmdline).contains("wasmbox-runner") {
+    if let Some(pid) = runner_pid(bundle).filter(|pid| runner_cmdline(*pid).is_some()) {
         let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
     }
 }
@@ -179,7 +184,8 @@ mod tests {
         let tasks = tempfile::tempdir().expect("tempdir");
         bundle(tasks.path(), "pod", None);
         let one = bundle(tasks.path(), "one", Some("pod"));
-        let record = record_pod_member(&one, 42).expect("recorded");
+        let spec = |dir: &Path| wasmbox_oci::load_spec(dir).expect("spec");
+        let record = record_pod_member(&one, &spec(&one), 42).expect("recorded");
         assert_eq!(record, tasks.path().join("pod/pod-members/one"));
         assert_eq!(
             std::fs::read_to_string(&record).expect("record"),
@@ -187,8 +193,8 @@ mod tests {
         );
         // Not for a task of its own shim, nor for the sandbox itself.
         let alone = bundle(tasks.path(), "alone", None);
-        assert_eq!(record_pod_member(&alone, 43), None);
+        assert_eq!(record_pod_member(&alone, &spec(&alone), 43), None);
         let odd = bundle(tasks.path(), "odd", Some("../elsewhere"));
-        assert_eq!(record_pod_member(&odd, 44), None);
+        assert_eq!(record_pod_member(&odd, &spec(&odd), 44), None);
     }
 }

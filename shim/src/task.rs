@@ -6,9 +6,8 @@
 //! One shim process can serve several containers (a pod's).
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
 
 use async_trait::async_trait;
 use containerd_shim::api::{
@@ -21,8 +20,8 @@ use containerd_shim::api::{
 use containerd_shim::asynchronous::monitor::monitor_subscribe;
 use containerd_shim::monitor::{Subject, Topic};
 use containerd_shim::protos::events::task::{
-    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskOOM, TaskPaused,
-    TaskResumed, TaskStart,
+    TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskOOM, TaskPaused, TaskResumed,
+    TaskStart,
 };
 use containerd_shim::protos::protobuf::MessageField;
 use containerd_shim::protos::ttrpc::{self, Code};
@@ -31,11 +30,10 @@ use containerd_shim::{ExitSignal, Task, TtrpcContext};
 use nix::sys::signal::Signal;
 use tokio::sync::Mutex;
 
-use crate::container::{
-    self, timestamp, Container, ContainerError, CreateRequest, Deleted, Shared,
-};
+use crate::container::{timestamp, Container, ContainerError, Deleted, Shared};
 use crate::exits::{ExitInfo, ExitOwner, ExitRegistry};
-use crate::rootfs;
+
+mod create;
 
 /// One container of this shim: its task pid, known from Create on, and
 /// the container behind its own lock.
@@ -57,22 +55,6 @@ struct Inner {
     /// Ids whose Create is under way, not in `containers` yet.
     creating: std::sync::Mutex<HashSet<String>>,
     exit_signal: Arc<ExitSignal>,
-}
-
-/// An id claimed by a Create under way; given back when dropped.
-struct Reservation {
-    inner: Arc<Inner>,
-    id: String,
-}
-
-impl Drop for Reservation {
-    fn drop(&mut self) {
-        self.inner
-            .creating
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .remove(&self.id);
-    }
 }
 
 fn error(code: Code, message: impl ToString) -> ttrpc::Error {
@@ -156,121 +138,6 @@ impl TaskService {
     /// the optimized compiles.
     pub fn shared(&self) -> Arc<Shared> {
         self.inner.shared.clone()
-    }
-
-    /// Claims `id` for a Create, so that a second Create of the same id
-    /// fails while the first is still under way.
-    async fn reserve(&self, id: &str) -> ttrpc::Result<Reservation> {
-        let containers = self.inner.containers.lock().await;
-        let mut creating = self
-            .inner
-            .creating
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if containers.contains_key(id) || !creating.insert(id.to_string()) {
-            return Err(error(
-                Code::ALREADY_EXISTS,
-                format!("container {id} already exists"),
-            ));
-        }
-        Ok(Reservation {
-            inner: self.inner.clone(),
-            id: id.to_string(),
-        })
-    }
-
-    /// Creates the container, registers it and publishes TaskCreate, then
-    /// hands its pid to the waiting Create call. If that call is gone,
-    /// the container is deleted again, as containerd would have.
-    async fn create_detached(
-        self,
-        req: CreateTaskRequest,
-        reservation: Reservation,
-        answer: tokio::sync::oneshot::Sender<ttrpc::Result<u32>>,
-    ) {
-        let id = req.id.clone();
-        let container = match self.make_container(&req).await {
-            Ok(container) => container,
-            Err(e) => {
-                if let Err(Err(e)) = answer.send(Err(e)) {
-                    log::warn!(
-                        "container {id}: its Create, which containerd stopped waiting for, failed: {e:?}"
-                    );
-                }
-                return;
-            }
-        };
-        let pid = container.pid();
-        let pod_record = crate::cleanup::record_pod_member(Path::new(&req.bundle), pid);
-        self.inner.containers.lock().await.insert(
-            id.clone(),
-            Arc::new(Entry {
-                pid,
-                container: Mutex::new(container),
-                pod_record,
-            }),
-        );
-        drop(reservation);
-        self.inner
-            .shared
-            .publish(TaskCreate {
-                container_id: id.clone(),
-                bundle: req.bundle,
-                rootfs: req.rootfs,
-                io: MessageField::some(TaskIO {
-                    stdin: req.stdin,
-                    stdout: req.stdout,
-                    stderr: req.stderr,
-                    terminal: req.terminal,
-                    ..Default::default()
-                }),
-                pid,
-                ..Default::default()
-            })
-            .await;
-        if answer.send(Ok(pid)).is_err() {
-            log::warn!(
-                "container {id}: containerd stopped waiting for its Create (a deadline passed or the connection closed); deleting it"
-            );
-            if let Err(e) = self.delete_container(&id, "").await {
-                log::warn!("container {id}: cannot delete it: {e:?}");
-            }
-        }
-    }
-
-    /// Mounts the rootfs and creates the container of the kind the
-    /// bundle asks for; unmounts again if that fails.
-    async fn make_container(&self, req: &CreateTaskRequest) -> ttrpc::Result<Box<dyn Container>> {
-        let id = &req.id;
-        let started = Instant::now();
-        let bundle = PathBuf::from(&req.bundle);
-        let spec = wasmbox_oci::load_spec(&bundle).map_err(|e| error(Code::INVALID_ARGUMENT, e))?;
-        let userns = wasmbox_oci::userns::user_namespace_from_spec(&spec)
-            .map_err(|e| error(Code::INVALID_ARGUMENT, e))?;
-        let mounted_rootfs = rootfs::mount(&bundle, &req.rootfs, userns.as_ref())
-            .await
-            .map_err(|e| error(Code::INTERNAL, e))?;
-        let request = CreateRequest {
-            req,
-            spec: &spec,
-            bundle: &bundle,
-            mounted_rootfs: mounted_rootfs.clone(),
-        };
-        match container::create(&self.inner.shared, request).await {
-            Ok(container) => {
-                log::debug!(
-                    "container {id}: created in {:.2} ms",
-                    started.elapsed().as_secs_f64() * 1000.0
-                );
-                Ok(container)
-            }
-            Err(e) => {
-                if let Some(target) = &mounted_rootfs {
-                    rootfs::unmount(target);
-                }
-                Err(e.into())
-            }
-        }
     }
 
     /// Deletes container `id`'s process `exec_id` (the container itself
@@ -368,12 +235,7 @@ impl Task for TaskService {
                 "checkpoint/restore is not supported by wasmbox",
             ));
         }
-        let reservation = self.reserve(&req.id).await?;
-        let (answer, created) = tokio::sync::oneshot::channel();
-        tokio::spawn(self.clone().create_detached(req, reservation, answer));
-        let pid = created
-            .await
-            .map_err(|_| error(Code::INTERNAL, "the create task went away"))??;
+        let pid = self.create_container(req).await?;
         crate::heap::trim_when_quiet();
         Ok(CreateTaskResponse {
             pid,

@@ -40,7 +40,7 @@ pub struct WasmContainer {
     exit: ExitReceiver,
     /// The runner's control pipe: the start byte goes there, and its
     /// closing, when the shim goes, ends the runner.
-    control: Option<File>,
+    control: File,
     /// Where the shim mounted the rootfs, to unmount at delete.
     mounted_rootfs: Option<PathBuf>,
     cgroup: CgroupSlot,
@@ -177,7 +177,7 @@ impl WasmContainer {
             },
             started: false,
             exit: prepared.exit,
-            control: Some(prepared.control),
+            control: prepared.control,
             mounted_rootfs: request.mounted_rootfs,
             cgroup,
             paused: false,
@@ -297,15 +297,12 @@ impl Container for WasmContainer {
         // The control pipe stays open after the start byte: the runner
         // ends when it closes, when the shim goes (see the runner's
         // shim_watch), so nothing more is written to it.
-        let control = match (&mut self.control, self.started) {
-            (Some(control), false) => control,
-            _ => {
-                return Err(ContainerError::FailedPrecondition(format!(
-                    "container {id} was already started"
-                )))
-            }
-        };
-        control
+        if self.started {
+            return Err(ContainerError::FailedPrecondition(format!(
+                "container {id} was already started"
+            )));
+        }
+        self.control
             .write_all(&[wasmbox_oci::protocol::START])
             .map_err(|e| {
                 ContainerError::FailedPrecondition(format!(

@@ -18,7 +18,7 @@
 //!
 //! `wasmbox-bench first-start`, `wasmbox-bench http` and
 //! `wasmbox-bench pods` run one part alone and
-//! print it (RESULTS.md is only written by a full run); `pods` writes
+//! print it (RESULTS.md is only written by a full run); each writes
 //! containerd's log to `WASMBOX_BENCH_LOG` when it is set (at debug level
 //! then; the bench runs containerd at a node's `info` otherwise). `wasmbox-bench
 //! soak` (`make soak`) runs the soak (see `soak`) and writes its part of
@@ -264,6 +264,16 @@ fn containerd_log_level() -> &'static str {
     }
 }
 
+/// containerd's debug log (the shims' lines with it), to see where the
+/// time of a part went: written to `WASMBOX_BENCH_LOG` when it is set (see
+/// containerd_log_level).
+fn write_log_if_asked(cd: &Containerd) -> Result<()> {
+    if let Ok(path) = std::env::var("WASMBOX_BENCH_LOG") {
+        std::fs::write(&path, cd.log()).with_context(|| format!("cannot write {path}"))?;
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     // Read by scripts/private-containerd.sh, for every containerd below.
     std::env::set_var("WASMBOX_CONTAINERD_LOG_LEVEL", containerd_log_level());
@@ -277,18 +287,13 @@ fn main() -> Result<()> {
             let cd = Containerd::start_cri();
             let images = prepare_images(&cd)?;
             print!("{}", http::run(&cd, &images, &wasmtime, &sizes)?);
-            return Ok(());
+            return write_log_if_asked(&cd);
         }
         Some("pods") => {
             let cd = Containerd::start_cri();
             let images = prepare_images(&cd)?;
             print!("{}", pods_tables::run(&cd, &images, &sizes, &out_dir)?);
-            // containerd's debug log (the shims' lines with it), to see
-            // where a pod's time goes (see containerd_log_level).
-            if let Ok(path) = std::env::var("WASMBOX_BENCH_LOG") {
-                std::fs::write(&path, cd.log()).with_context(|| format!("cannot write {path}"))?;
-            }
-            return Ok(());
+            return write_log_if_asked(&cd);
         }
         Some("first-start") => {
             let cd = Containerd::start_cri();
@@ -297,7 +302,7 @@ fn main() -> Result<()> {
                 measure::start_times(&cd, &images.wasm_hello, &images.runc_hello, sizes.runs)?;
             let big = first_start::BigPrograms::measure(&cd, &images, &sizes)?;
             print!("{}", big.markdown(&measure::Stats::of(&hello), &sizes));
-            return Ok(());
+            return write_log_if_asked(&cd);
         }
         Some(other) => {
             bail!("unknown part {other:?}: use first-start, http, pods or soak, or nothing")

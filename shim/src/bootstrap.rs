@@ -13,7 +13,12 @@
 //! directly, as runc's is. So `start` asks containerd its version (its
 //! gRPC Version service) and answers v3 to 2.x, v2 to the rest, and to any
 //! containerd it cannot ask. `serve` speaks both.
+//!
+//! The answer is remembered per containerd process (see
+//! [`task_api_of_parent`]), so only the first `start` after containerd
+//! starts waits for the question.
 
+use std::path::Path;
 use std::time::Duration;
 
 use containerd_client::services::v1::version_client::VersionClient;
@@ -75,9 +80,106 @@ pub async fn task_api_of(containerd_address: &str) -> Result<u32, String> {
     Ok(task_api_for(&version))
 }
 
+/// Where the task API version of a containerd process is remembered:
+/// `<dir>/wasmbox-task-api-<pid>-<start time>`.
+const REMEMBERED_PREFIX: &str = "wasmbox-task-api-";
+
+/// The task API version to announce to the containerd that ran this
+/// `start` (the parent process), at `containerd_address`: as remembered in
+/// `dir` (the shim sockets' directory) for that containerd process, or
+/// asked, and then remembered. A containerd that restarts (an upgrade from
+/// 1.7 to 2.x) is a new process, and is asked again. One that cannot be
+/// asked gets v2, which is not remembered.
+pub async fn task_api_of_parent(containerd_address: &str, dir: &Path) -> u32 {
+    let containerd = process_key(nix::unistd::getppid().as_raw());
+    if let Some(task_api) = containerd
+        .as_deref()
+        .and_then(|key| remembered(dir, key, containerd_address))
+    {
+        return task_api;
+    }
+    match task_api_of(containerd_address).await {
+        Ok(task_api) => {
+            if let Some(key) = containerd {
+                remember(dir, &key, containerd_address, task_api);
+            }
+            task_api
+        }
+        Err(_) => 2,
+    }
+}
+
+/// `<pid>-<start time>`: a process, for as long as the machine runs (pids
+/// are reused; a pid's start time is not).
+fn process_key(pid: i32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Field 22, counted from the state (field 3) after the command's ")".
+    let (_, after_command) = stat.rsplit_once(')')?;
+    let start_time = after_command.split_whitespace().nth(19)?;
+    Some(format!("{pid}-{start_time}"))
+}
+
+fn remembered(dir: &Path, key: &str, containerd_address: &str) -> Option<u32> {
+    let text = std::fs::read_to_string(dir.join(format!("{REMEMBERED_PREFIX}{key}"))).ok()?;
+    let (task_api, address) = text.trim_end().split_once(' ')?;
+    (address == containerd_address)
+        .then(|| task_api.parse().ok())
+        .flatten()
+}
+
+/// Writes the record whole (a temporary file renamed), and removes those of
+/// containerd processes that are gone.
+fn remember(dir: &Path, key: &str, containerd_address: &str, task_api: u32) {
+    let name = format!("{REMEMBERED_PREFIX}{key}");
+    let temporary = dir.join(format!(".{name}.{}", std::process::id()));
+    let written = std::fs::write(&temporary, format!("{task_api} {containerd_address}\n"))
+        .and_then(|()| std::fs::rename(&temporary, dir.join(&name)));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.filter_map(|e| e.ok()) {
+        let file_name = entry.file_name();
+        let Some(other) = file_name
+            .to_str()
+            .and_then(|n| n.strip_prefix(REMEMBERED_PREFIX))
+        else {
+            continue;
+        };
+        let pid = other.split('-').next().and_then(|p| p.parse().ok());
+        if pid.and_then(process_key).as_deref() != Some(other) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_version_is_remembered_per_containerd_process_and_address() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let me = process_key(std::process::id() as i32).expect("own key");
+        assert!(me.starts_with(&format!("{}-", std::process::id())));
+        assert_eq!(remembered(dir.path(), &me, "/run/c.sock"), None);
+
+        // A record of a process that is gone (pid 0 is never one).
+        let gone = dir.path().join(format!("{REMEMBERED_PREFIX}0-1"));
+        std::fs::write(&gone, "3 /run/c.sock\n").expect("record");
+        remember(dir.path(), &me, "/run/c.sock", 3);
+        assert_eq!(remembered(dir.path(), &me, "/run/c.sock"), Some(3));
+        assert_eq!(remembered(dir.path(), &me, "/run/other.sock"), None);
+        assert!(!gone.exists(), "a gone containerd's record stays");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+    }
 
     #[test]
     fn containerd_2_gets_task_api_3_and_the_rest_2() {

@@ -1,5 +1,5 @@
 //! The shim's own life cycle: `start` (launch or reuse a shim server, see
-//! [`crate::socket`]),
+//! [`crate::socket`] and [`crate::launch`]),
 //! `delete` (clean up after a shim that died), serving, and exiting when the
 //! last container is gone.
 //!
@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use containerd_shim::api::DeleteResponse;
-use containerd_shim::asynchronous::{spawn, ExitSignal, Shim};
+use containerd_shim::asynchronous::{ExitSignal, Shim};
 use containerd_shim::protos::protobuf::MessageField;
 use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::util::write_str_to_file;
@@ -52,32 +52,23 @@ impl Shim for WasmboxShim {
         let address = opts.socket_address(&grouping);
         let claim = crate::socket::claim(&address)
             .map_err(|e| containerd_shim::Error::Other(format!("shim socket {address}: {e}")))?;
-        // containerd before 2.3 reads a bare address as task API v2, and
-        // JSON as the version it names, which 1.6 and 1.7 refuse above 2;
-        // so it is asked its version (see crate::bootstrap) while the
-        // server starts. 2.3's bootstrap protocol gets the crate's answer,
-        // for task API v3.
-        let containerd_address = opts.address.clone();
-        let ask_version = async {
-            if legacy {
-                crate::bootstrap::task_api_of(&containerd_address)
-                    .await
-                    .unwrap_or(2)
-            } else {
-                3
-            }
-        };
-        let serve = async {
-            if claim == crate::socket::Claim::Free {
-                spawn(opts, &grouping, Vec::new()).await.map(drop)
-            } else {
-                Ok(())
-            }
-        };
-        let (served, task_api) = tokio::join!(serve, ask_version);
-        served?;
+        if claim == crate::socket::Claim::Free {
+            // Returns once the server is started, not once it serves: see
+            // crate::launch.
+            crate::launch::launch_server(&opts, &address)
+                .map_err(|e| containerd_shim::Error::Other(e.to_string()))?;
+        }
         write_str_to_file("address", &address).await?;
         if legacy {
+            // containerd before 2.3 reads a bare address as task API v2,
+            // and JSON as the version it names, which 1.6 and 1.7 refuse
+            // above 2; so it is asked its version (see crate::bootstrap).
+            // 2.3's bootstrap protocol gets the crate's answer, for task
+            // API v3.
+            let sockets = Path::new(address.trim_start_matches("unix://"))
+                .parent()
+                .unwrap_or(Path::new("/"));
+            let task_api = crate::bootstrap::task_api_of_parent(&opts.address, sockets).await;
             use std::io::Write;
             let mut stdout = std::io::stdout();
             let _ = stdout

@@ -17,6 +17,7 @@ mod events;
 mod exits;
 mod features;
 mod heap;
+mod launch;
 mod lifecycle;
 mod namespaces;
 mod oom;

@@ -44,6 +44,23 @@ pub async fn serve(flags: Flags) -> Result<()> {
     if flags.socket.is_empty() {
         bail!("-socket is required to serve");
     }
+    let socket_path = flags.socket.trim_start_matches("unix://").to_string();
+    // The socket `start` bound (see crate::launch), or, for a server
+    // started by hand, one of its own.
+    let listener = match crate::launch::inherited_listener(&socket_path) {
+        Ok(Some(listener)) => listener,
+        Ok(None) => bind(&socket_path)?,
+        Err(e) => bail!("{e}"),
+    };
+    let served = serve_on(listener, &flags, &socket_path).await;
+    if served.is_err() {
+        // Nothing serves there: a later `start` of the group binds anew.
+        let _ = std::fs::remove_file(&socket_path);
+    }
+    served
+}
+
+async fn serve_on(listener: UnixListener, flags: &Flags, socket_path: &str) -> Result<()> {
     // Orphaned grandchildren get reparented to us, not to init.
     nix::sys::prctl::set_child_subreaper(true).context("cannot become a subreaper")?;
     // Watch SIGCHLD before any child exists.
@@ -51,7 +68,7 @@ pub async fn serve(flags: Flags) -> Result<()> {
     let mut sigterm = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
 
     let mut config = Config::default();
-    let mut shim = WasmboxShim::new(crate::RUNTIME_ID, &flags, &mut config).await;
+    let mut shim = WasmboxShim::new(crate::RUNTIME_ID, flags, &mut config).await;
     containerd_shim::logger::init(
         flags.debug,
         &config.default_log_level,
@@ -72,8 +89,6 @@ pub async fn serve(flags: Flags) -> Result<()> {
         .context("the generated Task service has an unexpected name")?;
     services.insert(TASK_V2.to_string(), v2);
 
-    let socket_path = flags.socket.trim_start_matches("unix://").to_string();
-    let listener = bind(&socket_path)?;
     let listener = Listener::try_from(listener).context("cannot make a ttrpc listener")?;
     let mut server = Server::new()
         .add_listener(listener)
@@ -82,7 +97,6 @@ pub async fn serve(flags: Flags) -> Result<()> {
         .start()
         .await
         .context("cannot start the ttrpc server")?;
-    release_start_pipe();
     log::info!("wasmbox shim serving on {}", flags.socket);
 
     tokio::spawn(async move {
@@ -106,7 +120,7 @@ pub async fn serve(flags: Flags) -> Result<()> {
             EVENT_FLUSH_TIMEOUT.as_secs()
         );
     }
-    let _ = std::fs::remove_file(&socket_path);
+    let _ = std::fs::remove_file(socket_path);
     // No compile outlives the shim (the socket is gone already: containerd
     // starts a new shim for a new container meanwhile).
     shared
@@ -122,12 +136,6 @@ fn bind(path: &str) -> Result<UnixListener> {
             .with_context(|| format!("cannot create {}", parent.display()))?;
     }
     UnixListener::bind(path).with_context(|| format!("cannot listen on {path}"))
-}
-
-/// `start` reads our stdout until it closes: point stdout at stderr (which
-/// containerd discards) so it sees end-of-file once we are serving.
-fn release_start_pipe() {
-    let _ = nix::unistd::dup2_stdout(std::io::stderr());
 }
 
 /// Reaps every exited child and reports its exit, 128 + the signal for a

@@ -134,37 +134,12 @@ pub fn run(
     ));
 
     md.push_str(&big.markdown(&wasm_start, sizes));
-    md.push_str(&format!(
-        "## 3. Idle memory: {} sleeper containers under ctr\n\n",
-        sizes.idle
-    ));
-    md.push_str(&format!("PSS (proportional set size: shared pages are split between the processes that map them) of every shim process and all its descendants (wasmbox: the runner, which in a PID namespace is two processes, the guest's and its parent; runc: the container's process), summed and divided by the number of containers. {} rounds per runtime, alternating (each side first every other round): the median per container, with min and max. Not counted, on either side: containerd itself, and kernel memory (page tables, cgroups, namespaces, sockets).\n\n", sizes.rounds));
-    md.push_str("| containerd | runtime | MiB per container, median (min–max) | processes per container | ratio wasmbox/runc |\n|---|---|---|---|---|\n");
-    let rows: [(&str, &[Memory], &[Memory]); 2] = [
-        (
-            &crate::report::Versions::of(cd)?.containerd,
-            &wasm_mem,
-            &runc_mem,
-        ),
-        (&other.0, &other.1, &other.2),
-    ];
-    for (version, wasm, runc) in rows {
-        let (w, r) = (per_container_mib(wasm), per_container_mib(runc));
-        let processes = |m: &[Memory]| {
-            m.first()
-                .map(|m| m.processes as f64 / m.containers.max(1) as f64)
-                .unwrap_or(0.0)
-        };
-        md.push_str(&format!(
-            "| {version} | wasmbox | {} | {:.1} | **{:.2}** |\n| {version} | runc | {} | {:.1} | |\n",
-            w.show(2),
-            processes(wasm),
-            w.median / r.median,
-            r.show(2),
-            processes(runc)
-        ));
-    }
-    md.push_str("\n![idle memory per container](idle-memory.svg)\n\n");
+    let here: IdleRounds = (
+        crate::report::Versions::of(cd)?.containerd,
+        wasm_mem,
+        runc_mem,
+    );
+    md.push_str(&idle_section(sizes, [&here, other]));
 
     md.push_str(&format!(
         "## 4. Throughput: {} × create → start → wait → delete\n\n",
@@ -182,4 +157,34 @@ pub fn run(
     }
     md.push('\n');
     Ok(md)
+}
+
+/// Table 3: idle memory per container under ctr, one pair of rows per
+/// containerd.
+pub fn idle_section(sizes: &Sizes, rows: [&IdleRounds; 2]) -> String {
+    let mut md = String::new();
+    md.push_str(&format!(
+        "## 3. Idle memory: {} sleeper containers under ctr\n\n",
+        sizes.idle
+    ));
+    md.push_str(&format!("PSS (proportional set size: shared pages are split between the processes that map them) of every shim process and all its descendants (wasmbox: the runner, which in a PID namespace is two processes, the guest's and its parent; runc: the container's process), summed and divided by the number of containers. {} rounds per runtime, alternating (each side first every other round): the median per container, with min and max. Not counted, on either side: containerd itself, and kernel memory (page tables, cgroups, namespaces, sockets).\n\n", sizes.rounds));
+    md.push_str("| containerd | runtime | MiB per container, median (min–max) | processes per container | ratio wasmbox/runc |\n|---|---|---|---|---|\n");
+    for (version, wasm, runc) in rows {
+        let (w, r) = (per_container_mib(wasm), per_container_mib(runc));
+        let processes = |m: &[Memory]| {
+            m.first()
+                .map(|m| m.processes as f64 / m.containers.max(1) as f64)
+                .unwrap_or(0.0)
+        };
+        md.push_str(&format!(
+            "| {version} | wasmbox | {} | {:.1} | **{:.2}** |\n| {version} | runc | {} | {:.1} | |\n",
+            w.show(2),
+            processes(wasm),
+            w.median / r.median,
+            r.show(2),
+            processes(runc)
+        ));
+    }
+    md.push_str("\n![idle memory per container](idle-memory.svg)\n\n");
+    md
 }

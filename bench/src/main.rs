@@ -16,9 +16,10 @@
 //!    (see `pods`).
 //! 7. Density: idle pods through CRI, PSS per pod (see `pods`).
 //!
-//! `wasmbox-bench first-start`, `wasmbox-bench http` and
-//! `wasmbox-bench pods` run one part alone and
-//! print it (RESULTS.md is only written by a full run); each writes
+//! `wasmbox-bench first-start`, `wasmbox-bench http`, `wasmbox-bench idle`
+//! (table 3 alone, on containerds of its own) and `wasmbox-bench pods` run
+//! one part alone and print it (RESULTS.md is only written by a full run);
+//! each but `idle` writes
 //! containerd's log to `WASMBOX_BENCH_LOG` when it is set (at debug level
 //! then; the bench runs containerd at a node's `info` otherwise). `wasmbox-bench
 //! soak` (`make soak`) runs the soak (see `soak`) and writes its part of
@@ -304,8 +305,15 @@ fn main() -> Result<()> {
             print!("{}", big.markdown(&measure::Stats::of(&hello), &sizes));
             return write_log_if_asked(&cd);
         }
+        Some("idle") => {
+            // Each containerd of its own, one after the other.
+            let on_2_1 = ctr_tables::idle_memory_on("2.1", &sizes)?;
+            let on_1_6 = ctr_tables::idle_memory_on("1.6", &sizes)?;
+            print!("{}", ctr_tables::idle_section(&sizes, [&on_2_1, &on_1_6]));
+            return Ok(());
+        }
         Some(other) => {
-            bail!("unknown part {other:?}: use first-start, http, pods or soak, or nothing")
+            bail!("unknown part {other:?}: use first-start, http, idle, pods or soak, or nothing")
         }
         None => {}
     }

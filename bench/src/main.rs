@@ -309,6 +309,7 @@ fn main() -> Result<()> {
             // Each containerd of its own, one after the other.
             let on_2_1 = ctr_tables::idle_memory_on("2.1", &sizes)?;
             let on_1_6 = ctr_tables::idle_memory_on("1.6", &sizes)?;
+            ctr_tables::idle_chart(&out_dir, &sizes, &on_2_1)?;
             print!("{}", ctr_tables::idle_section(&sizes, [&on_2_1, &on_1_6]));
             return Ok(());
         }

@@ -52,21 +52,36 @@ pub fn check_dir(dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Why [`check_file`] does not trust a file.
+#[derive(Debug, thiserror::Error)]
+pub enum FileDistrust {
+    /// Nothing is there: for the cache, a plain miss.
+    #[error("not there")]
+    Missing,
+    #[error("cannot stat it: {0}")]
+    Unreadable(std::io::Error),
+    #[error("not a regular file")]
+    NotRegular,
+    #[error("owned by uid {0}, not {OWNER}")]
+    Owner(u32),
+    #[error("writable by group or others (mode {0:o})")]
+    Writable(u32),
+}
+
 /// An entry the runner will map: a regular file of root's, writable by no one else.
-pub fn check_file(path: &Path) -> Result<(), String> {
-    let meta = std::fs::symlink_metadata(path).map_err(|e| e.to_string())?;
-    let me = OWNER;
+pub fn check_file(path: &Path) -> Result<(), FileDistrust> {
+    let meta = std::fs::symlink_metadata(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => FileDistrust::Missing,
+        _ => FileDistrust::Unreadable(e),
+    })?;
     if !meta.file_type().is_file() {
-        return Err("not a regular file".into());
+        return Err(FileDistrust::NotRegular);
     }
-    if meta.uid() != me {
-        return Err(format!("owned by uid {}, not {me}", meta.uid()));
+    if meta.uid() != OWNER {
+        return Err(FileDistrust::Owner(meta.uid()));
     }
     if meta.mode() & 0o022 != 0 {
-        return Err(format!(
-            "writable by group or others (mode {:o})",
-            meta.mode() & 0o7777
-        ));
+        return Err(FileDistrust::Writable(meta.mode() & 0o7777));
     }
     Ok(())
 }
@@ -101,16 +116,25 @@ mod tests {
         std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(0o644)).unwrap();
         check_file(&entry).unwrap();
         std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(0o666)).unwrap();
-        assert!(check_file(&entry).unwrap_err().contains("writable"));
+        assert!(check_file(&entry)
+            .unwrap_err()
+            .to_string()
+            .contains("writable"));
         std::os::unix::fs::chown(&entry, Some(1000), None).unwrap();
         std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(0o644)).unwrap();
         assert!(check_file(&entry)
             .unwrap_err()
+            .to_string()
             .contains("owned by uid 1000"));
         let link = cache.join("link.cwasm");
         std::os::unix::fs::symlink("/etc/passwd", &link).unwrap();
         assert!(check_file(&link)
             .unwrap_err()
+            .to_string()
             .contains("not a regular file"));
+        assert!(matches!(
+            check_file(&cache.join("absent.cwasm")),
+            Err(FileDistrust::Missing)
+        ));
     }
 }

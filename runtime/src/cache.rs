@@ -230,9 +230,14 @@ impl ModuleCache {
     /// checksum stored beside it; a file whose checksum does not match
     /// (truncated, corrupt) is deleted.
     fn verified(&self, path: &Path) -> bool {
-        if let Err(reason) = wasmbox_oci::trust::check_file(path) {
-            log::warn!("not using cache entry {}: {reason}", path.display());
-            return false;
+        match wasmbox_oci::trust::check_file(path) {
+            Ok(()) => {}
+            // A miss: the first start of a module on this node.
+            Err(wasmbox_oci::trust::FileDistrust::Missing) => return false,
+            Err(reason) => {
+                log::warn!("not using cache entry {}: {reason}", path.display());
+                return false;
+            }
         }
         let expected = match std::fs::read_to_string(checksum_path(path)) {
             Ok(sum) => sum,

@@ -178,8 +178,23 @@ fn an_untrusted_cache_is_never_mapped_and_the_guest_still_runs() {
             .unwrap_or("none")
             .to_string()
     };
+    // The runner's own warnings reach containerd's log, for the container.
+    let runner_said = |id: &str| -> Vec<String> {
+        let prefix = format!("container {id}: runner: ");
+        cd.log()
+            .lines()
+            .filter(|l| l.contains(&prefix))
+            .map(str::to_string)
+            .collect()
+    };
     run("trust1");
     assert_eq!(outcome("trust1"), "compiled");
+    // A first start (a cache miss) is no cause for a warning.
+    assert!(
+        runner_said("trust1").is_empty(),
+        "{:#?}",
+        runner_said("trust1")
+    );
     let entry = cd.cache_entries().pop().expect("a cache entry");
 
     // A world-writable cache directory: anyone could have planted code.
@@ -196,15 +211,6 @@ fn an_untrusted_cache_is_never_mapped_and_the_guest_still_runs() {
     assert_eq!(std::fs::metadata(&entry).unwrap().uid(), 0);
     run("trust4");
     assert_eq!(outcome("trust4"), "hit");
-    // The runner's own warnings reach containerd's log, for the container.
-    let runner_said = |id: &str| -> Vec<String> {
-        let prefix = format!("container {id}: runner: ");
-        cd.log()
-            .lines()
-            .filter(|l| l.contains(&prefix))
-            .map(str::to_string)
-            .collect()
-    };
     let said = runner_said("trust3");
     assert!(
         said.iter()

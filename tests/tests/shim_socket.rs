@@ -4,26 +4,23 @@
 use std::time::Duration;
 use wasmbox_tests::*;
 
+const SLEEPER: &str = "docker.io/wasmbox/sleeper:test";
+
+/// Imports the sleeper image into `cd`; returns the `ctr` arguments that
+/// run it detached as container `id`.
+fn detached_sleeper<'a>(cd: &Containerd, id: &'a str) -> [&'a str; 6] {
+    cd.import_wasm_image(&sample_wasm("sleeper"), SLEEPER, &[]);
+    ["run", "-d", "--runtime", RUNTIME, SLEEPER, id]
+}
+
 /// A shim socket whose server is gone (a file nothing listens on, as a
 /// shim killed before containerd could clean up leaves) does not stop a
 /// container of that name from starting: `start` removes it.
 #[test]
 fn a_stale_shim_socket_does_not_block_the_next_start() {
     let cd = Containerd::start();
-    cd.import_wasm_image(
-        &sample_wasm("sleeper"),
-        "docker.io/wasmbox/sleeper:test",
-        &[],
-    );
     let id = "stale-socket";
-    let run = [
-        "run",
-        "-d",
-        "--runtime",
-        RUNTIME,
-        "docker.io/wasmbox/sleeper:test",
-        id,
-    ];
+    let run = detached_sleeper(&cd, id);
     assert_success(&cd.ctr(&run), "the first run");
     // The socket the next shim of this id will take.
     let socket = cd.shim_socket(id);
@@ -75,20 +72,8 @@ fn holds_socket(pid: u32, inode: &str) -> bool {
 #[test]
 fn the_server_serves_on_the_socket_start_bound_and_no_runner_holds_it() {
     let cd = Containerd::start();
-    cd.import_wasm_image(
-        &sample_wasm("sleeper"),
-        "docker.io/wasmbox/sleeper:test",
-        &[],
-    );
     let id = "handed-socket";
-    let run = [
-        "run",
-        "-d",
-        "--runtime",
-        RUNTIME,
-        "docker.io/wasmbox/sleeper:test",
-        id,
-    ];
+    let run = detached_sleeper(&cd, id);
     assert_success(&cd.ctr(&run), "the run");
     wait_until("the task to run", Duration::from_secs(20), || {
         cd.task_has_status(id, "RUNNING")

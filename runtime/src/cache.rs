@@ -31,14 +31,15 @@
 //!   of OCI artifacts, which the shim keeps here as `<sha256>.wasm`, count
 //!   and are evicted the same way (the shim fetches one again when needed).
 
+mod sealed;
+
 use std::fs::File;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use nix::fcntl::{Flock, FlockArg};
+use sealed::{checksum_path, file_sha256, hex};
 use sha2::{Digest, Sha256};
 use wasmbox_oci::LAYER_EXT;
 use wasmtime::component::Component;
@@ -249,11 +250,11 @@ impl ModuleCache {
             Ok(actual) if actual == expected.trim() => true,
             Ok(_) => {
                 log::warn!("cache entry {} is corrupt, rebuilding", path.display());
-                self.remove(path);
+                sealed::remove(path);
                 false
             }
             Err(_) => {
-                self.remove(path);
+                sealed::remove(path);
                 false
             }
         }
@@ -287,7 +288,7 @@ impl ModuleCache {
                     "cache entry {} is unusable, rebuilding: {e:#}",
                     entry.display()
                 );
-                self.remove(entry);
+                sealed::remove(entry);
                 None
             }
         }
@@ -311,13 +312,7 @@ impl ModuleCache {
         }
         let bytes = build()?;
         if trusted.is_ok() {
-            let stored = write_atomically(&path, &bytes).and_then(|()| {
-                write_atomically(
-                    &checksum_path(&path),
-                    hex(&Sha256::digest(&bytes)).as_bytes(),
-                )
-            });
-            if let Err(e) = stored {
+            if let Err(e) = sealed::write(&path, &bytes) {
                 log::warn!("cannot store {}: {e}", path.display());
             }
         }
@@ -334,18 +329,8 @@ impl ModuleCache {
     }
 
     fn store(&self, entry: &Path, module: &impl Compiled) -> wasmtime::Result<()> {
-        let bytes = module.serialize()?;
-        let sum = hex(&Sha256::digest(&bytes));
-        write_atomically(entry, &bytes)?;
-        write_atomically(&checksum_path(entry), sum.as_bytes())?;
+        sealed::write(entry, &module.serialize()?)?;
         Ok(())
-    }
-
-    /// Removes an entry and its checksum (by unlinking: a runner that has
-    /// the entry mapped keeps its pages).
-    fn remove(&self, entry: &Path) {
-        let _ = std::fs::remove_file(checksum_path(entry));
-        let _ = std::fs::remove_file(entry);
     }
 
     /// Evicts the least recently used entries until the cache fits its
@@ -378,7 +363,7 @@ impl ModuleCache {
                 continue;
             }
             log::info!("evicting {} from the compiled cache", path.display());
-            self.remove(&path);
+            sealed::remove(&path);
             total = total.saturating_sub(len);
         }
     }
@@ -411,50 +396,6 @@ pub(crate) fn compile_scoped<T: Compiled>(engine: &Engine, wasm: &[u8]) -> wasmt
         let _ = handle.join();
     }
     compiled
-}
-
-/// `<file>.sha256`, beside the file it checks.
-fn checksum_path(file: &Path) -> PathBuf {
-    let mut name = file.as_os_str().to_owned();
-    name.push(".sha256");
-    PathBuf::from(name)
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        // Never group- or world-writable, whatever the umask.
-        let mut file = File::options()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o644)
-            .open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
-}
-
-fn file_sha256(path: &Path) -> std::io::Result<String> {
-    let mut file = File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 256 << 10];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex(&hasher.finalize()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -114,13 +114,18 @@ fn a_big_modules_first_start_runs_baseline_code_and_the_next_one_optimized_code(
         || compile_process(&cd).is_none(),
     );
     assert_eq!(cd.cache_entries().len(), 1, "{:?}", cd.cache_entries());
-    let logged = cd.log();
-    assert!(
+    // The compile's line reaches containerd's log after the compile has
+    // exited: through the shim's reader of its stdout, then containerd.
+    let compile_logged = || {
+        let logged = cd.log();
         logged.contains("container first: optimized code for ")
             && logged.contains(
-                "cache=compiled confined=landlock,seccomp=wasmbox-compile,caps=none,nnp=1,sched=idle"
-            ),
-        "no line of the compile in containerd's log"
+                "cache=compiled confined=landlock,seccomp=wasmbox-compile,caps=none,nnp=1,sched=idle",
+            )
+    };
+    assert!(
+        poll_until(Duration::from_secs(10), compile_logged),
+        "no line of the compile in containerd's log within 10 s"
     );
     assert_success(&cd.ctr(&["task", "delete", "first"]), "task delete");
     assert_success(

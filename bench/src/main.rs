@@ -40,6 +40,7 @@
 //! default 5).
 
 mod charts;
+mod cpu;
 mod ctr_tables;
 mod first_start;
 mod http;

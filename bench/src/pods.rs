@@ -19,6 +19,7 @@ use k8s_cri::v1::ContainerState;
 use wasmbox_tests::cri::Cri;
 use wasmbox_tests::Containerd;
 
+use crate::cpu::CpuUsed;
 use crate::measure::{in_parallel, shim_family, Memory};
 
 /// The CRI calls of a pod's life that are timed, in order.
@@ -128,18 +129,22 @@ pub fn pod_lives(cd: &Containerd, sides: &[Side], pods: usize) -> Result<Vec<Vec
 }
 
 /// Pods per second: `jobs` whole pod lives of `side`, `parallelism` at a
-/// time, each client with its own connection, as kubelets on one node.
+/// time, each client with its own connection, as kubelets on one node;
+/// and the CPU time the machine spent per pod meanwhile (see
+/// [`crate::cpu`]).
 pub fn pods_per_second(
     cd: &Containerd,
     side: &Side,
     jobs: usize,
     parallelism: usize,
     round: usize,
-) -> Result<f64> {
+) -> Result<(f64, CpuUsed)> {
     let logs = log_dir(cd)?;
     let clients: Vec<Cri> = (0..parallelism)
         .map(|_| Cri::connect(&cd.address))
         .collect();
+    let pid_file = cd.dir().join("containerd.pid");
+    let before = crate::cpu::ticks(&pid_file)?;
     let started = Instant::now();
     in_parallel(
         jobs,
@@ -156,7 +161,9 @@ pub fn pods_per_second(
         },
         |_| {},
     )?;
-    Ok(jobs as f64 / started.elapsed().as_secs_f64())
+    let rate = jobs as f64 / started.elapsed().as_secs_f64();
+    let used = crate::cpu::between(before, crate::cpu::ticks(&pid_file)?);
+    Ok((rate, used.per(jobs)))
 }
 
 /// `count` idle pods of `side` (each one long-running container), the PSS

@@ -6,6 +6,7 @@ use std::path::Path;
 use anyhow::Result;
 use wasmbox_tests::Containerd;
 
+use crate::cpu::CpuUsed;
 use crate::pods::{density, pod_lives, pods_per_second, quantile, PodTimes, Side, CALLS};
 use crate::report::{ms, Spread};
 use crate::{charts, Images, Sizes};
@@ -48,16 +49,13 @@ pub fn run(cd: &Containerd, images: &Images, sizes: &Sizes, out_dir: &Path) -> R
     let parallelism = 8;
     eprintln!("bench: pods per second at parallelism {parallelism}");
     let mut rates: [Vec<f64>; 2] = Default::default();
+    let mut cpu: [Vec<CpuUsed>; 2] = Default::default();
     for round in 0..sizes.rounds {
         let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
         for i in order {
-            rates[i].push(pods_per_second(
-                cd,
-                &sides[i],
-                sizes.jobs,
-                parallelism,
-                round,
-            )?);
+            let (rate, used) = pods_per_second(cd, &sides[i], sizes.jobs, parallelism, round)?;
+            rates[i].push(rate);
+            cpu[i].push(used);
         }
     }
     eprintln!("bench: density, {} idle pods per runtime", sizes.density);
@@ -125,6 +123,8 @@ pub fn run(cd: &Containerd, images: &Images, sizes: &Sizes, out_dir: &Path) -> R
         rate[0].median / rate[1].median
     ));
 
+    md.push_str(&cpu_section(&cpu));
+
     md.push_str(&format!(
         "## 7. Density: {} idle pods per runtime through CRI\n\n",
         sizes.density
@@ -144,4 +144,47 @@ pub fn run(cd: &Containerd, images: &Images, sizes: &Sizes, out_dir: &Path) -> R
         breakdown[0], breakdown[1]
     ));
     Ok(md)
+}
+
+/// One part of a pod's CPU time.
+type CpuPart = fn(&CpuUsed) -> f64;
+
+/// Where the CPU of the pods-per-second rounds went, per pod, and the most
+/// the ratio could be if wasmbox's own processes cost nothing.
+fn cpu_section(cpu: &[Vec<CpuUsed>; 2]) -> String {
+    let spread =
+        |side: &[CpuUsed], part: CpuPart| Spread::of(&side.iter().map(part).collect::<Vec<_>>());
+    let parts: [(&str, CpuPart); 4] = [
+        ("the whole machine", |c| c.machine_ms),
+        ("containerd itself", |c| c.containerd_ms),
+        (
+            "commands containerd ran (CNI plugins, each shim's `start` and `delete`)",
+            |c| c.commands_ms,
+        ),
+        (
+            "the rest (shim servers; wasmbox's runners, or runc, pause and the container; kernel threads)",
+            CpuUsed::rest_ms,
+        ),
+    ];
+    let mut md = String::from("CPU time per pod in those rounds (the machine's busy time from /proc/stat, containerd's own and its reaped children's from its /proc/PID/stat, divided by the pods; 10 ms ticks): median (min–max) ms.\n\n| CPU ms per pod | wasmbox | runc | ratio wasmbox/runc |\n|---|---|---|---|\n");
+    for (name, part) in parts {
+        let (w, r) = (spread(&cpu[0], part), spread(&cpu[1], part));
+        md.push_str(&format!(
+            "| {name} | {} | {} | {:.2} |\n",
+            w.show(1),
+            r.show(1),
+            w.median / r.median.max(f64::MIN_POSITIVE)
+        ));
+    }
+    let machine = [
+        spread(&cpu[0], |c| c.machine_ms),
+        spread(&cpu[1], |c| c.machine_ms),
+    ];
+    let shared = spread(&cpu[0], |c| c.containerd_ms + c.commands_ms);
+    md.push_str(&format!(
+        "\nThe rounds are CPU-bound (2 cores, 8 clients), so pods per second go as the inverse of the machine's CPU per pod. containerd and the commands it runs take {:.1} ms per wasmbox pod, and this includes wasmbox's `start` and `delete` commands. Even if every other process of a wasmbox pod took no CPU, the pods-per-second ratio could be at most {:.2}.\n\n",
+        shared.median,
+        machine[1].median / shared.median.max(f64::MIN_POSITIVE)
+    ));
+    md
 }

@@ -5,9 +5,9 @@
 //! or runc and its containers, and the kernel's threads), from
 //! /proc/stat and containerd's /proc/PID/stat.
 
-use std::path::Path;
-
 use anyhow::{anyhow, Context, Result};
+
+use crate::measure::stat_fields;
 
 /// Clock ticks counted so far.
 #[derive(Clone, Copy)]
@@ -42,9 +42,8 @@ impl CpuUsed {
     }
 }
 
-/// The ticks now, of the machine and of the containerd whose pid file is
-/// `pid_file`.
-pub fn ticks(pid_file: &Path) -> Result<Ticks> {
+/// The ticks now, of the machine and of containerd process `containerd`.
+pub fn ticks(containerd: u32) -> Result<Ticks> {
     let stat = std::fs::read_to_string("/proc/stat").context("/proc/stat")?;
     let cpu = stat
         .lines()
@@ -61,16 +60,8 @@ pub fn ticks(pid_file: &Path) -> Result<Ticks> {
     let busy = |i: usize| fields.get(i).copied().unwrap_or(0);
     let machine = [0, 1, 2, 5, 6, 7].iter().map(|&i| busy(i)).sum();
 
-    let pid =
-        std::fs::read_to_string(pid_file).with_context(|| format!("{}", pid_file.display()))?;
-    let path = format!("/proc/{}/stat", pid.trim());
-    let stat = std::fs::read_to_string(&path).with_context(|| path.clone())?;
-    // Fields after the command's closing parenthesis, from field 3 on.
-    let after = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest)
-        .ok_or_else(|| anyhow!("{path}: no command field"))?;
-    let fields: Vec<&str> = after.split_whitespace().collect();
+    let path = format!("/proc/{containerd}/stat");
+    let fields = stat_fields(containerd).ok_or_else(|| anyhow!("cannot read {path}"))?;
     let field = |n: usize| -> Result<u64> {
         fields
             .get(n - 3)
@@ -87,8 +78,7 @@ pub fn ticks(pid_file: &Path) -> Result<Ticks> {
 
 /// The CPU time from `before` to `after`.
 pub fn between(before: Ticks, after: Ticks) -> CpuUsed {
-    let tick_ms = 1000.0 / clock_ticks_per_second();
-    let ms = |a: u64, b: u64| a.saturating_sub(b) as f64 * tick_ms;
+    let ms = |a: u64, b: u64| a.saturating_sub(b) as f64 * tick_ms();
     CpuUsed {
         machine_ms: ms(after.machine, before.machine),
         containerd_ms: ms(after.containerd, before.containerd),
@@ -96,9 +86,10 @@ pub fn between(before: Ticks, after: Ticks) -> CpuUsed {
     }
 }
 
-fn clock_ticks_per_second() -> f64 {
+/// How long a clock tick is, in milliseconds (USER_HZ is 100 on Linux).
+pub fn tick_ms() -> f64 {
     match nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK) {
-        Ok(Some(ticks)) if ticks > 0 => ticks as f64,
-        _ => 100.0,
+        Ok(Some(ticks)) if ticks > 0 => 1000.0 / ticks as f64,
+        _ => 10.0,
     }
 }

@@ -178,11 +178,17 @@ fn pss_kib(pid: u32) -> Result<u64> {
         .with_context(|| format!("{path} has no Pss line"))
 }
 
-fn parent_pid(pid: u32) -> Option<u32> {
+/// The fields of /proc/PID/stat from field 3 (the state) on: field `n`
+/// of proc(5) is at index `n - 3`. The command before them may hold
+/// spaces and parentheses; they follow the last ')'.
+pub fn stat_fields(pid: u32) -> Option<Vec<String>> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command may hold spaces and parentheses; fields follow the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split_whitespace().nth(1)?.parse().ok()
+    let (_, rest) = stat.rsplit_once(')')?;
+    Some(rest.split_whitespace().map(str::to_string).collect())
+}
+
+fn parent_pid(pid: u32) -> Option<u32> {
+    stat_fields(pid)?.get(4 - 3)?.parse().ok()
 }
 
 /// Shims of this containerd whose binary name contains `shim`, and all

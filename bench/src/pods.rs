@@ -143,8 +143,10 @@ pub fn pods_per_second(
     let clients: Vec<Cri> = (0..parallelism)
         .map(|_| Cri::connect(&cd.address))
         .collect();
-    let pid_file = cd.dir().join("containerd.pid");
-    let before = crate::cpu::ticks(&pid_file)?;
+    let containerd = cd
+        .daemon_pid()
+        .ok_or_else(|| anyhow!("no pid file of containerd in {}", cd.dir().display()))?;
+    let before = crate::cpu::ticks(containerd)?;
     let started = Instant::now();
     in_parallel(
         jobs,
@@ -162,7 +164,7 @@ pub fn pods_per_second(
         |_| {},
     )?;
     let rate = jobs as f64 / started.elapsed().as_secs_f64();
-    let used = crate::cpu::between(before, crate::cpu::ticks(&pid_file)?);
+    let used = crate::cpu::between(before, crate::cpu::ticks(containerd)?);
     Ok((rate, used.per(jobs)))
 }
 

@@ -123,7 +123,7 @@ pub fn run(cd: &Containerd, images: &Images, sizes: &Sizes, out_dir: &Path) -> R
         rate[0].median / rate[1].median
     ));
 
-    md.push_str(&cpu_section(&cpu));
+    md.push_str(&cpu_section(&cpu, parallelism));
 
     md.push_str(&format!(
         "## 7. Density: {} idle pods per runtime through CRI\n\n",
@@ -151,7 +151,7 @@ type CpuPart = fn(&CpuUsed) -> f64;
 
 /// Where the CPU of the pods-per-second rounds went, per pod, and the most
 /// the ratio could be if wasmbox's own processes cost nothing.
-fn cpu_section(cpu: &[Vec<CpuUsed>; 2]) -> String {
+fn cpu_section(cpu: &[Vec<CpuUsed>; 2], parallelism: usize) -> String {
     let spread =
         |side: &[CpuUsed], part: CpuPart| Spread::of(&side.iter().map(part).collect::<Vec<_>>());
     let parts: [(&str, CpuPart); 4] = [
@@ -166,7 +166,7 @@ fn cpu_section(cpu: &[Vec<CpuUsed>; 2]) -> String {
             CpuUsed::rest_ms,
         ),
     ];
-    let mut md = String::from("CPU time per pod in those rounds (the machine's busy time from /proc/stat, containerd's own and its reaped children's from its /proc/PID/stat, divided by the pods; 10 ms ticks): median (min–max) ms.\n\n| CPU ms per pod | wasmbox | runc | ratio wasmbox/runc |\n|---|---|---|---|\n");
+    let mut md = format!("CPU time per pod in those rounds (the machine's busy time from /proc/stat, containerd's own and its reaped children's from its /proc/PID/stat, divided by the pods; {:.0} ms ticks): median (min–max) ms.\n\n| CPU ms per pod | wasmbox | runc | ratio wasmbox/runc |\n|---|---|---|---|\n", crate::cpu::tick_ms());
     for (name, part) in parts {
         let (w, r) = (spread(&cpu[0], part), spread(&cpu[1], part));
         md.push_str(&format!(
@@ -176,15 +176,13 @@ fn cpu_section(cpu: &[Vec<CpuUsed>; 2]) -> String {
             w.median / r.median.max(f64::MIN_POSITIVE)
         ));
     }
-    let machine = [
-        spread(&cpu[0], |c| c.machine_ms),
-        spread(&cpu[1], |c| c.machine_ms),
-    ];
+    let runc_machine = spread(&cpu[1], |c| c.machine_ms);
     let shared = spread(&cpu[0], |c| c.containerd_ms + c.commands_ms);
     md.push_str(&format!(
-        "\nThe rounds are CPU-bound (2 cores, 8 clients), so pods per second go as the inverse of the machine's CPU per pod. containerd and the commands it runs take {:.1} ms per wasmbox pod, and this includes wasmbox's `start` and `delete` commands. Even if every other process of a wasmbox pod took no CPU, the pods-per-second ratio could be at most {:.2}.\n\n",
+        "\nThe rounds are CPU-bound ({} cores, {parallelism} clients), so pods per second go as the inverse of the machine's CPU per pod. containerd and the commands it runs take {:.1} ms per wasmbox pod, and this includes wasmbox's `start` and `delete` commands. Even if every other process of a wasmbox pod took no CPU, the pods-per-second ratio could be at most {:.2}.\n\n",
+        crate::report::cores(),
         shared.median,
-        machine[1].median / shared.median.max(f64::MIN_POSITIVE)
+        runc_machine.median / shared.median.max(f64::MIN_POSITIVE)
     ));
     md
 }

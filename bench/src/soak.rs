@@ -115,11 +115,7 @@ fn census(cd: &Containerd, pod_shim: u32) -> Census {
         .filter_map(|p| pid_of(p))
         .map(fds)
         .sum();
-    let containerd = std::fs::read_to_string(cd.dir().join("containerd.pid"))
-        .ok()
-        .and_then(|p| p.trim().parse().ok())
-        .map(fds)
-        .unwrap_or(0);
+    let containerd = cd.daemon_pid().map(fds).unwrap_or(0);
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let dir = cd.dir().display().to_string();
     let netns = mountinfo

@@ -219,6 +219,16 @@ impl Containerd {
         self.dir.path()
     }
 
+    /// The containerd process's pid, from the pid file
+    /// scripts/private-containerd.sh keeps (none once it is stopped).
+    pub fn daemon_pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.dir().join("containerd.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
     /// A `ctr` command aimed at this containerd.
     pub fn ctr_command(&self) -> Command {
         let mut cmd = Command::new(&self.ctr_path);
